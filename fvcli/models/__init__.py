@@ -1,0 +1,393 @@
+"""The model zoo: a registry of model specs, loading with weights, the layer catalog and activation capture.
+
+A `ModelSpec` says how to build a network, how to map an image in [0, 1] to its input, its native size, its labels
+and where its weights come from. `load_model()` returns a `LoadedModel`: the frozen network on its device plus its
+`catalog` of addressable layers (name -> module path, channels, spatial size at the native size). `Capture` hooks only
+the layers an objective needs and stops the forward pass as soon as they are all seen (truncation).
+
+Registered: `inceptionv1` (the article's network), `demo` (a small network fv trains itself), and any
+`torchvision:NAME` classifier.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import FvError, did_you_mean, summarize_choices
+from ..weights import (
+    WeightsFile,
+    apply_state_dict,
+    cache_dir,
+    download,
+    file_sha256,
+    load_state_dict_file,
+    state_dict_sha256,
+)
+from .layers import RedirectedReLU, install_redirected_relu, set_relu_redirect
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Map an RGB image in [0, 1] to the network's input: a value range, or per-channel mean/std."""
+
+    value_range: tuple[float, float] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) in [0, 1]
+        if self.value_range is not None:
+            lo, hi = self.value_range
+            return x * (hi - lo) + lo
+        if self.mean is not None and self.std is not None:
+            mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            return (x - mean) / std
+        return x
+
+    def describe(self) -> dict:
+        if self.value_range is not None:
+            return {"value_range": list(self.value_range)}
+        if self.mean is not None:
+            return {"mean": list(self.mean), "std": list(self.std or ())}
+        return {}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What a recipe may say about the model (see recipe.ModelRecipe)."""
+
+    name: str = "inceptionv1"
+    weights: str | None = None  # None: the model's default file; PATH; "random:SEED"; "torchvision"
+    num_classes: int | None = None
+    preprocess: Preprocess | None = None
+    labels: str | None = None  # path of a labels file, one name per line, line i = class i
+    redirect_relu: bool | None = None  # None: the model's default
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one registered model."""
+
+    name: str
+    description: str
+    build: Callable[[ModelOptions], nn.Module]
+    preprocess: Preprocess
+    native_size: int
+    num_classes: int
+    main_layers: tuple[str, ...]
+    logits_layer: str
+    default_weights: WeightsFile | None = None
+    layer_paths: Callable[[], list[tuple[str, str]]] | None = None  # None: every module path
+    redirect_relu_default: bool = False
+    labels: Callable[[], tuple[str, ...] | None] = lambda: None
+    builtin_weights: Path | None = None  # weights shipped inside the package
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    path: str  # module path in the network
+    channels: int
+    spatial: tuple[int, int] | None  # (H, W) at the native size; None for vectors (logits)
+    order: int  # position in the forward pass
+
+
+@dataclass
+class LoadedModel:
+    """A frozen network on a device with everything needed to address its units."""
+
+    name: str
+    net: nn.Module
+    preprocess: Preprocess
+    catalog: dict[str, LayerInfo]
+    native_size: int
+    logits_layer: str
+    main_layers: tuple[str, ...]
+    labels: tuple[str, ...] | None
+    weights_source: str
+    weights_sha256: str
+    device: torch.device
+    redirect_relu: bool
+    extra: dict = field(default_factory=dict)
+
+    def layer(self, name: str) -> LayerInfo:
+        try:
+            return self.catalog[name]
+        except KeyError:
+            raise FvError(
+                f"unknown layer {name!r} for model {self.name}{did_you_mean(name, self.catalog)}; "
+                f"main layers: {', '.join(self.main_layers)} (`fv layers {self.name}` lists all {len(self.catalog)})"
+            ) from None
+
+    @property
+    def num_classes(self) -> int:
+        return self.catalog[self.logits_layer].channels
+
+    def class_index(self, cls: str | int) -> int:
+        """A class by index or, when labels are known, by name (spaces or underscores, any case)."""
+        n = self.num_classes
+        if isinstance(cls, int) or (isinstance(cls, str) and cls.lstrip("-").isdigit()):
+            i = int(cls)
+            if not 0 <= i < n:
+                raise FvError(f"class {i} out of range for model {self.name}: valid 0-{n - 1}")
+            return i
+        if not self.labels:
+            raise FvError(f"class {cls!r}: model {self.name} has no labels; give a class index 0-{n - 1}")
+        norm = {lab.lower().replace(" ", "_"): i for i, lab in enumerate(self.labels)}
+        key = cls.lower().replace(" ", "_")
+        if key not in norm:
+            raise FvError(f"unknown class {cls!r} for model {self.name}{did_you_mean(key, norm)}")
+        return norm[key]
+
+    def label(self, i: int) -> str | None:
+        return self.labels[i] if self.labels and 0 <= i < len(self.labels) else None
+
+    def set_redirect(self, on: bool) -> None:
+        set_relu_redirect(self.net, on and self.redirect_relu)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Registry
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def registered_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name.startswith("torchvision:"):
+        from .tv import torchvision_spec
+
+        return torchvision_spec(name)
+    raise FvError(
+        f"unknown model {name!r}{did_you_mean(name, _REGISTRY)}; valid: {', '.join(registered_names())} "
+        f"or torchvision:NAME (e.g. torchvision:googlenet, torchvision:mobilenet_v2)"
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FvError("device 'cuda' requested but CUDA is not available here; valid: auto, cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise FvError(f"unknown device {device!r}; valid: auto, cpu, cuda")
+    return torch.device(device)
+
+
+def expected_weights_path(spec: ModelSpec) -> Path | None:
+    if spec.builtin_weights is not None:
+        return spec.builtin_weights
+    if spec.default_weights is None:
+        return None
+    return cache_dir() / spec.default_weights.filename
+
+
+def _missing_weights_message(spec: ModelSpec, path: Path) -> str:
+    url = spec.default_weights.url if spec.default_weights else "?"
+    return (
+        f"weights for {spec.name} not found: {path} is missing. Provide them one of three ways: "
+        f"`fv weights fetch {spec.name}` (downloads {url}), "
+        f"`fv weights add {spec.name} FILE` (imports a local copy), "
+        f"or `--weights PATH` (uses a file directly); `--weights random:SEED` renders with random weights"
+    )
+
+
+def _load_weights(spec: ModelSpec, net: nn.Module, opts: ModelOptions) -> tuple[str, str]:
+    """Fill `net` with weights per `opts.weights`; returns (source description, sha256)."""
+    w = opts.weights
+    if w is not None and w.startswith("random:"):
+        seed_s = w.split(":", 1)[1]
+        if not seed_s.lstrip("-").isdigit():
+            raise FvError(f"bad weights {w!r}: expected random:SEED with an integer SEED")
+        gen = torch.Generator().manual_seed(int(seed_s))
+        _random_init(net, gen)
+        return w, state_dict_sha256(net.state_dict())
+    if w == "torchvision":
+        from .tv import load_torchvision_default
+
+        return load_torchvision_default(spec, net)
+    if w is None:
+        path = expected_weights_path(spec)
+        if path is None:
+            raise FvError(f"model {spec.name} has no default weights; pass --weights PATH or random:SEED")
+        if not path.is_file():
+            raise FvError(_missing_weights_message(spec, path))
+    else:
+        path = Path(os.path.expanduser(w))
+    apply_state_dict(net, load_state_dict_file(path), str(path))
+    return str(path), file_sha256(path)
+
+
+def _random_init(net: nn.Module, gen: torch.Generator) -> None:
+    """Deterministic random weights from one generator (He-style for convs and linears)."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+            elif name.endswith("weight"):  # norm scales
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
+
+
+def _probe_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int, device: torch.device) -> dict:
+    """Run one forward at the native size to learn each layer's channels and spatial size.
+
+    Modules called more than once per forward (e.g. a ReLU shared inside a ResNet block) are left out: their
+    name does not denote one tensor."""
+    modules = dict(net.named_modules())
+    shapes: dict[str, tuple] = {}
+    calls: dict[str, int] = {}
+    order: dict[str, int] = {}
+    handles = []
+
+    def make_hook(path: str):
+        def hook(_m, _inp, out):
+            calls[path] = calls.get(path, 0) + 1
+            order.setdefault(path, len(order))
+            if isinstance(out, torch.Tensor):
+                shapes[path] = tuple(out.shape)
+
+        return hook
+
+    for _, path in candidates:
+        if path in modules and path not in [h[0] for h in handles]:
+            handles.append((path, modules[path].register_forward_hook(make_hook(path))))
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for _, h in handles:
+            h.remove()
+    catalog: dict[str, LayerInfo] = {}
+    for name, path in candidates:
+        shp = shapes.get(path)
+        if shp is None or calls.get(path) != 1 or len(shp) not in (2, 4):
+            continue
+        spatial = (shp[2], shp[3]) if len(shp) == 4 else None
+        catalog[name] = LayerInfo(name, path, shp[1], spatial, order[path])
+    return dict(sorted(catalog.items(), key=lambda kv: kv[1].order))
+
+
+def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.device = "cpu",
+               channels_last: bool = True) -> LoadedModel:
+    """Build, load and freeze a model; probe its layer catalog. Raises FvError on bad names or weights."""
+    if isinstance(opts, str):
+        opts = ModelOptions(name=opts)
+    spec = get_spec(opts.name)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    net = spec.build(opts)
+    source, sha = _load_weights(spec, net, opts)
+    redirect = spec.redirect_relu_default if opts.redirect_relu is None else opts.redirect_relu
+    if redirect or not spec.layer_paths:
+        # torchvision nets: in-place ReLUs would overwrite captured activations; RedirectedReLU is never in-place.
+        install_redirected_relu(net)
+    net.eval().requires_grad_(False).to(dev)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    candidates = spec.layer_paths() if spec.layer_paths else [(n, n) for n, _ in net.named_modules() if n]
+    catalog = _probe_catalog(net, candidates, spec.native_size, dev)
+    labels = spec.labels()
+    if opts.labels:
+        labels = read_labels(opts.labels)
+    preprocess = opts.preprocess or spec.preprocess
+    return LoadedModel(
+        name=spec.name, net=net, preprocess=preprocess, catalog=catalog, native_size=spec.native_size,
+        logits_layer=spec.logits_layer, main_layers=tuple(m for m in spec.main_layers if m in catalog),
+        labels=labels, weights_source=source, weights_sha256=sha, device=dev, redirect_relu=redirect,
+    )
+
+
+def read_labels(path: str | Path) -> tuple[str, ...]:
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise FvError(f"cannot read labels file {p}: {exc.strerror or exc}") from None
+    return tuple(line.strip() for line in lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Activation capture with truncation
+
+
+class _Truncate(Exception):
+    """Raised by a hook once every requested layer is captured: the rest of the forward pass is skipped."""
+
+
+class Capture:
+    """Context manager: hook `layers` of `model`, run forwards, return {layer: activation}; hooks always removed.
+
+    >>> with Capture(model, ["mixed4a"]) as cap:
+    ...     acts = cap(x)   # x is the network input, (B, 3, H, W)
+    """
+
+    def __init__(self, model: LoadedModel, layers: Iterable[str], truncate: bool = True) -> None:
+        self.model = model
+        self.layers = list(dict.fromkeys(layers))
+        for name in self.layers:
+            model.layer(name)  # validates
+        self.truncate = truncate
+        self._acts: dict[str, torch.Tensor] = {}
+        self._seen: set[str] = set()
+        self._handles: list = []
+
+    def __enter__(self) -> Capture:
+        modules = dict(self.model.net.named_modules())
+        by_path: dict[str, list[str]] = {}
+        for name in self.layers:
+            by_path.setdefault(self.model.catalog[name].path, []).append(name)
+        need = len(by_path)
+
+        for path, names in by_path.items():
+            def hook(_m, _inp, out, names=names, path=path):
+                for n in names:
+                    self._acts[n] = out
+                self._seen.add(path)
+                if self.truncate and len(self._seen) >= need:
+                    raise _Truncate
+
+            self._handles.append(modules[path].register_forward_hook(hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._acts = {}
+        self._seen: set[str] = set()
+        try:
+            self.model.net(x)
+        except _Truncate:
+            pass
+        missing = [n for n in self.layers if n not in self._acts]
+        if missing:
+            raise FvError(f"layers {missing} were not reached in the forward pass of {self.model.name}")
+        return self._acts
+
+
+from . import registry as _registry  # noqa: E402,F401  (registers the built-in models)

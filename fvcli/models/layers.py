@@ -1,0 +1,96 @@
+"""Building blocks shared by the model zoo: a branch-free redirected ReLU and a cheap LRN.
+
+`RedirectedReLU` behaves as a ReLU in the forward pass. In the backward pass, while its `redirect` flag is on
+(lucid turns it on for the first 16 optimization steps), an image whose ordinary ReLU gradient is entirely zero gets
+the *redirected* gradient instead: the incoming gradient passes through, except where descending it would push an
+already-negative input further down (lucid `misc/redirected_relu_grad.py`). The rule is written with `torch.where`
+only, so it costs a few element-wise kernels instead of lucent's boolean indexing.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _RedirectedReluFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, upper: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.upper = upper
+        y = x.clamp_min(0.0)
+        return y.clamp_max(upper) if upper != float("inf") else y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        upper = ctx.upper
+        zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
+        passes = (x > 0) & (x < upper) if upper != float("inf") else x > 0
+        relu_grad = torch.where(passes, grad, zero)
+        # Loss gradient > 0 means gradient descent lowers x: block that where x is already negative.
+        blocked = (x < 0) & (grad > 0)
+        if upper != float("inf"):
+            blocked = blocked | ((x > upper) & (grad < 0))
+        redirected = torch.where(blocked, zero, grad)
+        # Per image: fall back to the redirected gradient only where the true one is entirely zero.
+        dims = tuple(range(1, grad.dim()))
+        dead = relu_grad.abs().amax(dim=dims, keepdim=True) == 0  # (B, 1, 1, 1)
+        return torch.where(dead, redirected, relu_grad), None
+
+
+class RedirectedReLU(nn.Module):
+    """ReLU (or ReLU6 with `upper=6`) whose gradient can be redirected; `redirect` is toggled by the render loop."""
+
+    def __init__(self, upper: float = float("inf")) -> None:
+        super().__init__()
+        self.upper = upper
+        self.redirect = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.redirect and torch.is_grad_enabled() and x.requires_grad:
+            return _RedirectedReluFn.apply(x, self.upper)
+        return x.clamp(0.0, self.upper) if self.upper != float("inf") else F.relu(x)
+
+    def extra_repr(self) -> str:
+        return "" if self.upper == float("inf") else f"upper={self.upper}"
+
+
+def install_redirected_relu(net: nn.Module) -> int:
+    """Replace every nn.ReLU / nn.ReLU6 of `net` by a RedirectedReLU (also removes in-place ReLUs). Returns count."""
+    count = 0
+    for name, child in list(net.named_children()):
+        if isinstance(child, nn.ReLU6):
+            setattr(net, name, RedirectedReLU(6.0))
+            count += 1
+        elif isinstance(child, nn.ReLU):
+            setattr(net, name, RedirectedReLU())
+            count += 1
+        else:
+            count += install_redirected_relu(child)
+    return count
+
+
+def set_relu_redirect(net: nn.Module, on: bool) -> None:
+    """Switch the redirected gradient of every RedirectedReLU in `net` on or off."""
+    for m in net.modules():
+        if isinstance(m, RedirectedReLU):
+            m.redirect = on
+
+
+class LocalResponseNorm(nn.Module):
+    """`F.local_response_norm` semantics (alpha divided by size, as the PyTorch port of inception5h runs it),
+    computed with a cumulative sum over channels instead of a 3-D average pool: same values, a fraction of the cost."""
+
+    def __init__(self, size: int, alpha: float, beta: float, k: float) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        sq = x * x
+        # Window over channels [c - size//2, c + (size-1)//2], zero padded, as avg_pool3d with count_include_pad.
+        padded = F.pad(sq, (0, 0, 0, 0, self.size // 2 + 1, (self.size - 1) // 2))
+        cs = padded.cumsum(dim=1)
+        window = cs[:, self.size :] - cs[:, : -self.size]  # (B, C, H, W)
+        div = (window * (self.alpha / self.size) + self.k).pow(self.beta)
+        return x / div

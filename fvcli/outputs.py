@@ -1,0 +1,111 @@
+"""Outputs: atomic files, 8-bit PNGs, labelled grids and JSON records.
+
+Every file is written to a temporary name in the same directory, flushed to disk and renamed over the final name,
+so a reader (or a killed process) never sees a truncated PNG or JSON. A full disk or unwritable directory becomes an
+FvRuntimeError naming the file; the partial temporary file is removed.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import FvRuntimeError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise FvRuntimeError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        why = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        raise FvRuntimeError(f"cannot write {path}: {why}; nothing partial was left") from None
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 (round half up, deterministic)."""
+    a = image.detach().float().clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8)
+    return a.permute(1, 2, 0).cpu().numpy()
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def save_png(path: Path, image: torch.Tensor | np.ndarray) -> None:
+    arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    atomic_write_bytes(path, png_bytes(arr))
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def grid(tiles: Sequence[np.ndarray], labels: Sequence[str] | None = None, cols: int | None = None,
+         tile: int | None = None, pad: int = 4, label_h: int = 14, rows_labels: Sequence[str] | None = None) -> np.ndarray:
+    """A contact sheet: tiles (H, W, 3) uint8 resized to `tile` px, optional label under each, white background."""
+    if not tiles:
+        return np.full((8, 8, 3), 255, np.uint8)
+    n = len(tiles)
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    t = tile or tiles[0].shape[0]
+    lh = label_h if labels else 0
+    left = 0
+    if rows_labels:
+        left = 8 + 7 * max(len(s) for s in rows_labels)
+    canvas = Image.new("RGB", (left + cols * (t + pad) + pad, rows * (t + pad + lh) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i, arr in enumerate(tiles):
+        r, c = divmod(i, cols)
+        im = Image.fromarray(arr)
+        if im.size != (t, t):
+            im = im.resize((t, t), Image.BILINEAR)
+        x0, y0 = left + pad + c * (t + pad), pad + r * (t + pad + lh)
+        canvas.paste(im, (x0, y0))
+        if labels:
+            draw.text((x0, y0 + t + 1), str(labels[i])[: max(4, t // 6)], fill="black", font=font)
+    if rows_labels:
+        for r, s in enumerate(rows_labels[:rows]):
+            draw.text((4, pad + r * (t + pad + lh) + t // 2 - 5), s, fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from . import __version__
+
+    return {"fv": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "python": sys.version.split()[0], "platform": platform.platform()}

@@ -1,0 +1,118 @@
+"""Image parameterizations: how an image batch is represented while it is optimized.
+
+Every param is an `nn.Module` whose `forward()` returns a batch `(B, 3, H, W)` in [0, 1]. Each image is initialised
+from its own `torch.Generator` (one per unit), so a unit's starting image does not depend on its batch-mates.
+
+- `PixelImage`: one value per pixel and channel.
+- `FourierImage`: the spectrum of `irfft2`, scaled by 1/f**decay (lucid's `fft_image`), which whitens the gradient
+  ("preconditioning"): low frequencies move as easily as high ones.
+- Both go through `to_rgb`: optional color decorrelation with lucid's matrix, then a sigmoid.
+- `SharedImage`: a sum of per-image and shared low-resolution parameterizations (interpolation frames).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# lucid optvis/param/color.py: square root of the ImageNet color covariance ("svd_sqrt"), normalised by its largest
+# column norm (0.46195238) so that the decorrelated space has unit scale.
+COLOR_CORRELATION_SVD_SQRT = np.array(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
+)
+COLOR_CORRELATION_NORMALIZED = COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
+COLOR_MEAN = (0.48, 0.46, 0.41)  # lucid: added only when no sigmoid is used
+FOURIER_INIT_STD = 0.01  # lucid fft_image sd
+FOURIER_MAGIC = 4.0  # lucid/lucent divide the irfft output by 4
+
+
+def to_rgb(t: torch.Tensor, decorrelate: bool, sigmoid: bool) -> torch.Tensor:
+    """(B, 3, H, W) unconstrained -> (B, 3, H, W) in [0, 1]."""
+    if decorrelate:
+        m = torch.as_tensor(COLOR_CORRELATION_NORMALIZED, dtype=t.dtype, device=t.device)
+        t = torch.einsum("bchw,dc->bdhw", t, m)  # rgb = M @ t per pixel
+    if sigmoid:
+        return torch.sigmoid(t)
+    mean = torch.tensor(COLOR_MEAN, dtype=t.dtype, device=t.device).view(1, 3, 1, 1)
+    return (torch.tanh(2 * (t + mean) - 1) + 1) / 2  # lucid's constrain_L_inf(2t-1)/2+0.5, a smooth clamp
+
+
+def fft_scale(h: int, w: int, decay_power: float) -> torch.Tensor:
+    """lucid's spectrum scale 1/max(|f|, 1/max(h,w))**decay for the rfft2 layout (h, w//2+1)."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]  # (w//2+1,) for any w, odd included
+    freqs = np.sqrt(fx * fx + fy * fy)
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power
+    return torch.as_tensor(scale, dtype=torch.float32)  # (h, w//2+1)
+
+
+def _randn(shape: Sequence[int], gens: Sequence[torch.Generator], std: float) -> torch.Tensor:
+    """(B, *shape) with image b drawn from gens[b] (on the CPU, so it is the same on every device)."""
+    return torch.stack([torch.randn(tuple(shape), generator=g) * std for g in gens])
+
+
+class PixelImage(nn.Module):
+    def __init__(self, gens: Sequence[torch.Generator], h: int, w: int, std: float = 0.01,
+                 decorrelate: bool = True, sigmoid: bool = True) -> None:
+        super().__init__()
+        self.pixels = nn.Parameter(_randn((3, h, w), gens, std))
+        self.decorrelate, self.sigmoid = decorrelate, sigmoid
+
+    def forward(self) -> torch.Tensor:
+        return to_rgb(self.pixels, self.decorrelate, self.sigmoid)
+
+
+class FourierImage(nn.Module):
+    """lucid's fft_image: spectrum ~ N(0, 0.01^2), image = irfft2(scale * spectrum, ortho) / 4."""
+
+    def __init__(self, gens: Sequence[torch.Generator], h: int, w: int, decay_power: float = 1.0,
+                 std: float = FOURIER_INIT_STD, decorrelate: bool = True, sigmoid: bool = True) -> None:
+        super().__init__()
+        self.h, self.w = h, w
+        wf = w // 2 + 1
+        self.spectrum = nn.Parameter(_randn((3, h, wf, 2), gens, std))  # (B, 3, h, w//2+1, re/im)
+        self.register_buffer("scale", fft_scale(h, w, decay_power))
+        self.decorrelate, self.sigmoid = decorrelate, sigmoid
+
+    def spatial(self) -> torch.Tensor:
+        spec = torch.view_as_complex(self.spectrum) * self.scale  # (B, 3, h, wf)
+        return torch.fft.irfft2(spec, s=(self.h, self.w), norm="ortho") / FOURIER_MAGIC
+
+    def forward(self) -> torch.Tensor:
+        return to_rgb(self.spatial(), self.decorrelate, self.sigmoid)
+
+
+class SharedImage(nn.Module):
+    """Per-image Fourier images plus shared low-resolution tensors, upsampled and summed before `to_rgb`
+    (the article's interpolation parameterization: shared parts keep frames alike)."""
+
+    def __init__(self, gens: Sequence[torch.Generator], h: int, w: int, shared_sizes: Sequence[int] = (64, 32, 16, 8),
+                 decay_power: float = 1.0, decorrelate: bool = True, sigmoid: bool = True,
+                 shared_gen: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.own = FourierImage(gens, h, w, decay_power, decorrelate=decorrelate, sigmoid=sigmoid)
+        g = shared_gen or torch.Generator().manual_seed(0)
+        self.shared = nn.ParameterList(
+            [nn.Parameter(torch.randn(1, 3, s, s, generator=g) * 0.01) for s in shared_sizes]
+        )
+        self.h, self.w = h, w
+        self.decorrelate, self.sigmoid = decorrelate, sigmoid
+
+    def forward(self) -> torch.Tensor:
+        t = self.own.spatial()
+        for p in self.shared:
+            t = t + F.interpolate(p, size=(self.h, self.w), mode="bilinear", align_corners=False)
+        return to_rgb(t, self.decorrelate, self.sigmoid)
+
+
+def make_param(kind: str, gens: Sequence[torch.Generator], h: int, w: int, decay_power: float = 1.0,
+               decorrelate: bool = True, sigmoid: bool = True, init_std: float | None = None) -> nn.Module:
+    if kind == "fourier":
+        return FourierImage(gens, h, w, decay_power, init_std if init_std is not None else FOURIER_INIT_STD,
+                            decorrelate, sigmoid)
+    if kind == "pixel":
+        return PixelImage(gens, h, w, init_std if init_std is not None else 0.01, decorrelate, sigmoid)
+    raise ValueError(f"unknown param kind {kind!r}")

@@ -1,0 +1,386 @@
+"""Recipes: YAML -> frozen, validated dataclasses.
+
+Precedence: defaults < YAML file < `--set key=value` < explicit CLI flags. Every key has a type and bounds; an unknown
+or mistyped key is an FvError naming its dotted path and the valid keys. Relative paths in a recipe file
+(`model.weights`, `model.labels`) are relative to that file. `Recipe.hash()` identifies everything that changes the
+pictures (not the batch size, device or unit list), so sweeps can resume safely.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import FvError, did_you_mean
+from .models import ModelOptions, Preprocess
+from .render import LoopSettings
+from .transforms import PRESETS, Crop, Jitter, Pad, Rotate, Scale, Step
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# Documented bounds: large enough for any real use, small enough that a typo cannot exhaust the machine.
+MAX_SIZE = 2048
+MAX_STEPS = 100_000
+MAX_BATCH = 1024
+
+
+def _bounds(lo: float | None = None, hi: float | None = None, choices: tuple | None = None) -> dict:
+    return {"lo": lo, "hi": hi, "choices": choices}
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    name: str = "inceptionv1"  # a registered model (`fv weights list`) or torchvision:NAME
+    weights: str | None = None  # None: the model's cached default file; a path; random:SEED; torchvision
+    num_classes: int | None = field(default=None, metadata=_bounds(1, 100_000))
+    preprocess: dict | None = None  # {value_range: [lo, hi]} or {mean: [r,g,b], std: [r,g,b]}
+    labels: str | None = None  # labels file: line i names class i
+    redirect_relu: bool | None = None  # None: the model's default (on for inceptionv1, as lucid)
+
+
+@dataclass(frozen=True)
+class RenderRecipe:
+    steps: int = field(default=512, metadata=_bounds(1, MAX_STEPS))
+    lr: float = field(default=0.05, metadata=_bounds(1e-6, 100.0))  # Adam learning rate (the article: 0.05)
+    size: int = field(default=224, metadata=_bounds(8, MAX_SIZE))
+    batch_size: int | str = field(default="auto", metadata=_bounds(1, MAX_BATCH))  # or "auto"
+    seed: int = field(default=0, metadata=_bounds(0, 2**62))
+    thresholds: tuple[int, ...] = ()  # extra snapshot steps (the last step is always one)
+    device: str = field(default="auto", metadata=_bounds(choices=("auto", "cpu", "cuda")))
+    channels_last: bool = True
+    precision: str = field(default="fp32", metadata=_bounds(choices=("fp32", "bf16", "fp16")))  # CUDA only
+
+
+@dataclass(frozen=True)
+class ParamRecipe:
+    kind: str = field(default="fourier", metadata=_bounds(choices=("fourier", "pixel")))
+    decorrelate: bool = True  # lucid's color decorrelation
+    sigmoid: bool = True
+    decay_power: float = field(default=1.0, metadata=_bounds(0.0, 4.0))  # spectrum scale 1/f**decay_power
+
+
+@dataclass(frozen=True)
+class RegularizerRecipe:
+    l1: float = field(default=0.0, metadata=_bounds(0.0, 1e6))  # weight of the L1 penalty
+    l1_constant: float = field(default=0.5, metadata=_bounds(0.0, 1.0))
+    tv: float = field(default=0.0, metadata=_bounds(0.0, 1e6))  # weight of the total-variation penalty
+    blur: float = field(default=0.0, metadata=_bounds(0.0, 1e6))  # weight of lucid's blur-each-step term
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: ModelRecipe = ModelRecipe()
+    render: RenderRecipe = RenderRecipe()
+    param: ParamRecipe = ParamRecipe()
+    transforms: tuple[Step, ...] = PRESETS["article"]
+    regularizers: RegularizerRecipe = RegularizerRecipe()
+    units: tuple[str, ...] = ()  # units to render when the command line names none
+
+    # -- derived views --------------------------------------------------------------------------------------
+    def model_options(self) -> ModelOptions:
+        pre = None
+        if self.model.preprocess:
+            p = self.model.preprocess
+            pre = Preprocess(value_range=tuple(p["value_range"])) if "value_range" in p else Preprocess(
+                mean=tuple(p["mean"]), std=tuple(p["std"]))
+        m = self.model
+        return ModelOptions(m.name, m.weights, m.num_classes, pre, m.labels, m.redirect_relu)
+
+    def loop_settings(self) -> LoopSettings:
+        r, p = self.render, self.param
+        return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
+                            decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
+                            transforms=self.transforms, channels_last=r.channels_last, precision=r.precision)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["transforms"] = transforms_to_yaml(self.transforms)
+        d["render"]["thresholds"] = list(self.render.thresholds)
+        d["units"] = list(self.units)
+        return d
+
+    def hash(self) -> str:
+        """sha256 (16 hex) of what determines the pictures: not batch size, device or unit list."""
+        d = self.to_dict()
+        d["render"].pop("batch_size")
+        d["render"].pop("device")
+        d.pop("units")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# transforms <-> YAML
+
+
+def transforms_to_yaml(chain: tuple[Step, ...]) -> list[dict]:
+    out: list[dict] = []
+    for s in chain:
+        if isinstance(s, Pad):
+            out.append({"pad": s.pixels} if s.value == 0.5 else {"pad": {"pixels": s.pixels, "value": s.value}})
+        elif isinstance(s, Jitter):
+            out.append({"jitter": s.pixels})
+        elif isinstance(s, Scale):
+            out.append({"scale": list(s.factors)})
+        elif isinstance(s, Rotate):
+            out.append({"rotate": list(s.degrees)})
+        elif isinstance(s, Crop):
+            out.append({"crop": True})
+    return out
+
+
+_STEP_KINDS = ("pad", "jitter", "scale", "rotate", "crop")
+
+
+def _num(v: Any, path: str, lo: float, hi: float, integer: bool = False) -> float:
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok or (isinstance(v, float) and not math.isfinite(v)):
+        raise FvError(f"recipe key {path}: expected {'an integer' if integer else 'a number'}, got {v!r}")
+    if not lo <= v <= hi:
+        raise FvError(f"recipe key {path}: {v!r} out of range [{lo:g}, {hi:g}]")
+    return v
+
+
+def _num_list(v: Any, path: str, lo: float, hi: float) -> tuple[float, ...]:
+    if not isinstance(v, list) or not v or len(v) > 1000:
+        raise FvError(f"recipe key {path}: expected a non-empty list of numbers, got {v!r}")
+    return tuple(float(_num(x, f"{path}[{i}]", lo, hi)) for i, x in enumerate(v))
+
+
+def parse_transforms(v: Any, path: str = "transforms") -> tuple[Step, ...]:
+    if isinstance(v, str):
+        if v not in PRESETS:
+            raise FvError(f"recipe key {path}: unknown preset {v!r}{did_you_mean(v, PRESETS)}; "
+                          f"valid: {', '.join(PRESETS)} or a list of steps ({', '.join(_STEP_KINDS)})")
+        return PRESETS[v]
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        raise FvError(f"recipe key {path}: expected a preset name ({', '.join(PRESETS)}) or a list of steps")
+    chain: list[Step] = []
+    for i, item in enumerate(v):
+        p = f"{path}[{i}]"
+        if not isinstance(item, dict) or len(item) != 1:
+            raise FvError(f"recipe key {p}: each step is a one-key mapping, one of: {', '.join(_STEP_KINDS)}")
+        ((kind, arg),) = item.items()
+        if kind == "pad":
+            if isinstance(arg, dict):
+                extra = set(arg) - {"pixels", "value"}
+                if extra:
+                    raise FvError(f"recipe key {p}.pad: unknown keys {sorted(extra)}; valid: pixels, value")
+                chain.append(Pad(int(_num(arg.get("pixels", 0), f"{p}.pad.pixels", 0, MAX_SIZE, True)),
+                                 float(_num(arg.get("value", 0.5), f"{p}.pad.value", 0, 1))))
+            else:
+                chain.append(Pad(int(_num(arg, f"{p}.pad", 0, MAX_SIZE, True))))
+        elif kind == "jitter":
+            chain.append(Jitter(int(_num(arg, f"{p}.jitter", 0, MAX_SIZE, True))))
+        elif kind == "scale":
+            chain.append(Scale(_num_list(arg, f"{p}.scale", 0.05, 20.0)))
+        elif kind == "rotate":
+            chain.append(Rotate(_num_list(arg, f"{p}.rotate", -360.0, 360.0)))
+        elif kind == "crop":
+            chain.append(Crop())
+        else:
+            raise FvError(f"recipe key {p}: unknown transform {kind!r}{did_you_mean(str(kind), _STEP_KINDS)}; "
+                          f"valid: {', '.join(_STEP_KINDS)}")
+    return tuple(chain)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# generic section validation
+
+
+def _check_value(v: Any, tp: Any, path: str, meta: dict) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if v is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(v, a, path, meta)
+            except FvError as e:
+                errors.append(str(e))
+        raise FvError(errors[0] if errors else f"recipe key {path}: bad value {v!r}")
+    if tp is bool:
+        if not isinstance(v, bool):
+            raise FvError(f"recipe key {path}: expected true or false, got {v!r}")
+        return v
+    if tp is int or tp is float:
+        lo = meta.get("lo") if meta.get("lo") is not None else -math.inf
+        hi = meta.get("hi") if meta.get("hi") is not None else math.inf
+        x = _num(v, path, lo, hi, integer=tp is int)
+        return float(x) if tp is float else int(x)
+    if tp is str:
+        if not isinstance(v, str) or len(v) > 4096 or "\x00" in v:
+            raise FvError(f"recipe key {path}: expected a string, got {v!r}")
+        choices = meta.get("choices")
+        if choices and v not in choices:
+            raise FvError(f"recipe key {path}: {v!r} is not one of {', '.join(choices)}{did_you_mean(v, choices)}")
+        return v
+    if tp is dict:
+        if not isinstance(v, dict):
+            raise FvError(f"recipe key {path}: expected a mapping, got {v!r}")
+        return v
+    if origin is tuple:
+        if not isinstance(v, (list, tuple)) or len(v) > 10_000:
+            raise FvError(f"recipe key {path}: expected a list, got {v!r}")
+        return tuple(_check_value(x, args[0], f"{path}[{i}]", meta) for i, x in enumerate(v))
+    raise FvError(f"recipe key {path}: unsupported value {v!r}")  # pragma: no cover
+
+
+def _build_section(cls: type, raw: Any, path: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise FvError(f"recipe key {path}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, v in raw.items():
+        if key not in names:
+            raise FvError(f"unknown recipe key {path}.{key}{did_you_mean(str(key), names)}; "
+                          f"valid keys of {path}: {', '.join(names)}")
+        f = next(f for f in dataclasses.fields(cls) if f.name == key)
+        if cls is RenderRecipe and key == "batch_size" and v == "auto":
+            kwargs[key] = v
+            continue
+        kwargs[key] = _check_value(v, hints[key], f"{path}.{key}", dict(f.metadata))
+    return cls(**kwargs)
+
+
+def _check_preprocess(p: dict | None) -> None:
+    if p is None:
+        return
+    if "value_range" in p and set(p) == {"value_range"}:
+        vr = p["value_range"]
+        if not (isinstance(vr, list) and len(vr) == 2):
+            raise FvError("recipe key model.preprocess.value_range: expected [low, high]")
+        _num_list(vr, "model.preprocess.value_range", -1e6, 1e6)
+        return
+    if set(p) == {"mean", "std"}:
+        for k in ("mean", "std"):
+            if not (isinstance(p[k], list) and len(p[k]) == 3):
+                raise FvError(f"recipe key model.preprocess.{k}: expected three numbers [r, g, b]")
+            _num_list(p[k], f"model.preprocess.{k}", -1e6, 1e6)
+        if any(s == 0 for s in p["std"]):
+            raise FvError("recipe key model.preprocess.std: must not contain 0")
+        return
+    raise FvError(f"recipe key model.preprocess: expected {{value_range: [lo, hi]}} or {{mean: [..], std: [..]}}, "
+                  f"got keys {sorted(p)}")
+
+
+SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe}
+TOP_KEYS = tuple(SECTIONS) + ("transforms", "units")
+
+
+def from_dict(raw: Any) -> Recipe:
+    """Validate a raw (YAML-shaped) mapping into a Recipe."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FvError(f"recipe must be a mapping with keys {', '.join(TOP_KEYS)}, got {type(raw).__name__}")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise FvError(f"unknown recipe key {key}{did_you_mean(str(key), TOP_KEYS)}; valid: {', '.join(TOP_KEYS)}")
+    kw: dict[str, Any] = {name: _build_section(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+    _check_preprocess(kw["model"].preprocess)
+    kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["article"]
+    units = raw.get("units") or []
+    if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
+        raise FvError("recipe key units: expected a list of unit strings such as 'mixed4a:11'")
+    kw["units"] = tuple(units)
+    return Recipe(**kw)
+
+
+def resolve_recipe_path(name: str) -> Path:
+    """A recipe file path, or a bare name of a file in configs/ (e.g. `article`)."""
+    p = Path(os.path.expanduser(name))
+    if p.is_file():
+        return p
+    candidate = CONFIG_DIR / f"{name}.yaml"
+    if "/" not in name and candidate.is_file():
+        return candidate
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    raise FvError(f"recipe {name!r} not found: not a file, nor one of configs/: {', '.join(known)}")
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FvError(f"cannot read recipe {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise FvError(f"malformed YAML in recipe {path}{where}: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise FvError(f"recipe {path} must be a mapping with keys {', '.join(TOP_KEYS)}")
+    base = path.resolve().parent
+    model = raw.get("model")
+    if isinstance(model, dict):  # relative paths in a recipe are relative to the recipe file
+        for key in ("weights", "labels"):
+            v = model.get(key)
+            if isinstance(v, str) and v and not v.startswith(("random:", "torchvision")) and not os.path.isabs(
+                    os.path.expanduser(v)):
+                model[key] = str((base / v).resolve())
+    return raw
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """`render.steps=64` -> (['render', 'steps'], 64); the value is read as a YAML scalar or list."""
+    if "=" not in item:
+        raise FvError(f"bad --set {item!r}: expected key=value, e.g. render.steps=64")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise FvError(f"bad --set {item!r}: empty key part in {key!r}")
+    try:
+        val = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        val = value
+    return parts, val
+
+
+def set_path(raw: dict, parts: list[str], value: Any) -> None:
+    cur = raw
+    for i, p in enumerate(parts[:-1]):
+        nxt = cur.get(p)
+        if nxt is None:
+            nxt = cur[p] = {}
+        if not isinstance(nxt, dict):
+            raise FvError(f"bad override {'.'.join(parts)}: {'.'.join(parts[: i + 1])} is not a section")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def load_recipe(path: str | None = None, sets: list[str] | tuple[str, ...] = (),
+                overrides: dict[str, Any] | None = None) -> Recipe:
+    """defaults < YAML file < `--set` items < explicit overrides ({'render.steps': 64, ...})."""
+    raw = copy.deepcopy(read_yaml(resolve_recipe_path(path))) if path else {}
+    for item in sets:
+        parts, val = parse_set(item)
+        set_path(raw, parts, val)
+    for key, val in (overrides or {}).items():
+        if val is not None:
+            set_path(raw, key.split("."), val)
+    return from_dict(raw)
+
+
+def to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)

@@ -1,0 +1,116 @@
+"""The optimization loop: gradient ascent on an objective from noise.
+
+`optimize()` is the core loop: one short generator that yields `Snapshot`s at the threshold steps; it never prints
+or saves. `render_batch()` builds what the loop needs for a batch of units (one generator per unit for the initial
+image and for the transforms, the param, the transform schedule) and runs it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .models import Capture, LoadedModel
+from .objectives import Objective
+from .param import make_param
+from .transforms import Schedule, Step
+
+REDIRECT_STEPS = 16  # lucid applies the redirected ReLU gradient during the first 16 steps
+
+
+@dataclass
+class Snapshot:
+    step: int  # number of optimization steps taken
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1], float32, CPU
+    scores: torch.Tensor  # (B,) objective on the untransformed images, CPU
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any parts (never Python's salted hash())."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16/fp16 autocast on CUDA only; fp32 (a no-op) everywhere else."""
+    if precision in ("bf16", "fp16") and device.type == "cuda":
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, schedule: Schedule | None,
+             steps: int, lr: float, thresholds: Sequence[int], *, channels_last: bool = True,
+             precision: str = "fp32", on_step: Callable[[int], None] | None = None) -> Iterator[Snapshot]:
+    """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`."""
+    thresholds = sorted({t for t in thresholds if 0 <= t <= steps} | {steps})
+    opt = torch.optim.Adam(param.parameters(), lr=lr)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    prep = model.preprocess.apply
+
+    def net_input(img: torch.Tensor) -> torch.Tensor:
+        return prep(img).contiguous(memory_format=fmt)
+
+    with Capture(model, objective.layers) as cap:
+
+        def snapshot(step: int) -> Snapshot:
+            model.set_redirect(False)
+            with torch.no_grad(), autocast(model.device, precision):
+                img = param()
+                scores = objective(cap(net_input(img)), img).float()
+            return Snapshot(step, img.detach().float().cpu(), scores.cpu())
+
+        if 0 in thresholds:
+            yield snapshot(0)
+        try:
+            for step in range(steps):
+                model.set_redirect(step < REDIRECT_STEPS)
+                opt.zero_grad(set_to_none=True)
+                with autocast(model.device, precision):
+                    img = param()  # (B, 3, H, W) in [0, 1]
+                    x = schedule.apply(img, step) if schedule is not None else img
+                    scores = objective(cap(net_input(x)), img)
+                (-scores.float().sum()).backward()
+                opt.step()
+                if on_step is not None:
+                    on_step(step + 1)
+                if step + 1 in thresholds:
+                    yield snapshot(step + 1)
+        finally:
+            model.set_redirect(False)
+
+
+def unit_generators(seeds: Sequence[int], stream: str) -> list[torch.Generator]:
+    """One CPU generator per unit and purpose ('init', 'transforms'), derived from the unit's seed."""
+    return [torch.Generator().manual_seed(derive_seed(s, stream)) for s in seeds]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What `render_batch` needs from a recipe (see recipe.Recipe)."""
+
+    steps: int = 512
+    lr: float = 0.05
+    size: int = 224
+    thresholds: tuple[int, ...] = ()
+    param: str = "fourier"
+    decorrelate: bool = True
+    sigmoid: bool = True
+    decay_power: float = 1.0
+    transforms: tuple[Step, ...] = ()
+    channels_last: bool = True
+    precision: str = "fp32"
+
+
+def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int], s: LoopSettings,
+                 on_step: Callable[[int], None] | None = None) -> Iterator[Snapshot]:
+    """Render len(seeds) images jointly (image b seeded by seeds[b]) and yield snapshots."""
+    h = w = s.size
+    param = make_param(s.param, unit_generators(seeds, "init"), h, w, s.decay_power, s.decorrelate, s.sigmoid)
+    param = param.to(model.device)
+    schedule = Schedule.build(s.transforms, s.steps, unit_generators(seeds, "transforms"), h, w, model.device)
+    yield from optimize(model, objective, param, schedule, s.steps, s.lr, s.thresholds,
+                        channels_last=s.channels_last, precision=s.precision, on_step=on_step)

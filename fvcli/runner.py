@@ -1,0 +1,156 @@
+"""Running units: plan them into batches (one layer per batch), render each batch, write PNG + JSON per unit.
+
+`render_units()` is what `fv render` calls; `fv sweep` builds on `plan_batches()` and `run_batch()`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .models import LoadedModel
+from .objectives import Objective, PerImage, regularizers
+from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
+from .recipe import Recipe
+from .render import Snapshot, derive_seed, render_batch
+from .units import Unit
+
+log = logging.getLogger(__name__)
+
+CPU_BATCH = 8  # measured: batch 4-16 is the sweet spot on CPU (../shared/facts/performance.md)
+
+
+def unit_seed(recipe: Recipe, model: LoadedModel, unit: Unit, variant: str = "") -> int:
+    """Each unit's seed depends only on the run seed, the model and the unit (never on its batch)."""
+    return derive_seed(recipe.render.seed, model.name, unit.key, variant)
+
+
+def plan_batches(units: Sequence[Unit], batch_size: int) -> list[list[Unit]]:
+    """Group units by layer (first-appearance order) and cut each group into batches of `batch_size`."""
+    by_layer: dict[str, list[Unit]] = {}
+    for u in units:
+        by_layer.setdefault(u.layer, []).append(u)
+    return [group[i : i + batch_size] for group in by_layer.values() for i in range(0, len(group), batch_size)]
+
+
+def auto_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
+    """CPU: a fixed sweet spot. CUDA: as many images as fit in 80 % of free memory, measured with one probe step."""
+    if model.device.type != "cuda":
+        return max(1, min(n_units, CPU_BATCH))
+    return max(1, min(n_units, _cuda_batch_probe(model, recipe)))
+
+
+def _cuda_batch_probe(model: LoadedModel, recipe: Recipe, probe: int = 2) -> int:
+    # Memory of one optimization step at batch `probe`, scaled to the free memory (activations dominate).
+    from .objectives import LayerDream
+
+    layer = model.main_layers[-1] if model.main_layers else model.logits_layer
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(model.device)
+    base = torch.cuda.memory_allocated(model.device)
+    settings = recipe.loop_settings()
+    from dataclasses import replace
+
+    for _ in render_batch(model, LayerDream(layer), list(range(probe)), replace(settings, steps=1, thresholds=())):
+        pass
+    per_image = max(1, (torch.cuda.max_memory_allocated(model.device) - base) // probe)
+    free, _total = torch.cuda.mem_get_info(model.device)
+    return int(min(1024, max(1, 0.8 * free // per_image)))
+
+
+def resolve_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
+    bs = recipe.render.batch_size
+    return auto_batch_size(model, recipe, n_units) if bs == "auto" else int(bs)
+
+
+@dataclass
+class BatchResult:
+    units: list[Unit]
+    seeds: list[int]
+    snapshots: list[Snapshot]
+    seconds: float
+    objectives: list[Objective]
+
+
+def run_batch(model: LoadedModel, recipe: Recipe, units: Sequence[Unit],
+              objectives: Sequence[Objective] | None = None, seeds: Sequence[int] | None = None,
+              on_step: Callable[[int], None] | None = None) -> BatchResult:
+    """Render one batch of units (each image its own objective and seed) and collect the snapshots."""
+    r = recipe.regularizers
+    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur)
+    objs = list(objectives) if objectives is not None else [u.objective(model) for u in units]
+    if reg is not None:
+        objs = [o + reg for o in objs]
+    seeds = list(seeds) if seeds is not None else [unit_seed(recipe, model, u) for u in units]
+    t0 = time.perf_counter()
+    snaps = list(render_batch(model, PerImage(tuple(objs)), seeds, recipe.loop_settings(), on_step=on_step))
+    return BatchResult(list(units), seeds, snaps, time.perf_counter() - t0, objs)
+
+
+def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objective: Objective,
+                snaps: Sequence[Snapshot], b: int, seconds: float, batch_size: int) -> dict:
+    return {
+        "unit": unit.label,
+        "key": unit.key,
+        "kind": unit.kind,
+        "layer": unit.layer,
+        "channel": unit.channel,
+        "position": None if unit.x is None else [unit.x, unit.y],
+        "class_label": model.label(unit.channel) if unit.kind in ("logit", "prob") else None,
+        "objective": objective.describe(),
+        "model": model.name,
+        "weights": model.weights_source,
+        "weights_sha256": model.weights_sha256,
+        "redirect_relu": model.redirect_relu,
+        "recipe": recipe.to_dict(),
+        "recipe_hash": recipe.hash(),
+        "seed": seed,
+        "size": recipe.render.size,
+        "scores": {str(s.step): float(s.scores[b]) for s in snaps},
+        "final_score": float(snaps[-1].scores[b]),
+        "device": str(model.device),
+        "batch_size": batch_size,
+        "seconds": round(seconds / max(1, batch_size), 4),
+        "versions": versions(),
+        "png": f"{unit.key}.png",
+    }
+
+
+def write_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: BatchResult) -> list[Path]:
+    """PNG per threshold (the last one as KEY.png) and one JSON record per unit; PNG first, record last."""
+    paths = []
+    final = res.snapshots[-1]
+    for b, unit in enumerate(res.units):
+        for s in res.snapshots[:-1]:
+            save_png(out_dir / f"{unit.key}.step{s.step:05d}.png", s.images[b])
+        save_png(out_dir / f"{unit.key}.png", final.images[b])
+        rec = unit_record(model, recipe, unit, res.seeds[b], res.objectives[b], res.snapshots, b, res.seconds,
+                          len(res.units))
+        atomic_write_json(out_dir / f"{unit.key}.json", rec)
+        paths.append(out_dir / f"{unit.key}.png")
+    return paths
+
+
+def render_units(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_dir: Path,
+                 on_step: Callable[[int], None] | None = None, batch_size: int | None = None) -> dict:
+    """Render `units` into `out_dir`: KEY.png + KEY.json each, and grid.png when there are several."""
+    out_dir = Path(out_dir)
+    bs = batch_size or resolve_batch_size(model, recipe, len(units))
+    written: list[Path] = []
+    tiles, labels = [], []
+    for batch in plan_batches(units, bs):
+        res = run_batch(model, recipe, batch, on_step=on_step)
+        written += write_batch(out_dir, model, recipe, res)
+        for b, u in enumerate(batch):
+            tiles.append(to_uint8(res.snapshots[-1].images[b]))
+            lab = model.label(u.channel) if u.kind in ("logit", "prob") else None
+            labels.append(f"{u.label} {lab}" if lab else u.label)
+    grid_path = None
+    if len(units) > 1:
+        grid_path = out_dir / "grid.png"
+        save_png(grid_path, grid(tiles, labels, tile=min(224, recipe.render.size)))
+    return {"pngs": written, "grid": grid_path, "batch_size": bs}
