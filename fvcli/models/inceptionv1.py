@@ -68,7 +68,7 @@ class InceptionV1(nn.Module):
         self.maxpool0 = _MaxPool(2)
         self.localresponsenorm0 = LocalResponseNorm(**LRN_ARGS)
         self._conv("conv2d1", 64, 64, 1)
-        self._conv("conv2d2", 64, 192, 3)
+        self._conv("conv2d2", 64, 192, 3, padding=1)
         self.localresponsenorm1 = LocalResponseNorm(**LRN_ARGS)
         self.maxpool1 = _MaxPool(2)
         c_in = 192
@@ -77,8 +77,8 @@ class InceptionV1(nn.Module):
             self._conv(f"{name}_3x3_bottleneck", c_in, c3b, 1)
             self._conv(f"{name}_5x5_bottleneck", c_in, c5b, 1)
             self._conv(f"{name}_pool_reduce", c_in, cp, 1)
-            self._conv(f"{name}_3x3", c3b, c3, 3)
-            self._conv(f"{name}_5x5", c5b, c5, 5)
+            self._conv(f"{name}_3x3", c3b, c3, 3, padding=1)
+            self._conv(f"{name}_5x5", c5b, c5, 5, padding=2)
             setattr(self, f"{name}_pool", _MaxPool(1))
             setattr(self, name, Concat())
             setattr(self, f"{name}_pre_relu", Concat())
@@ -91,8 +91,9 @@ class InceptionV1(nn.Module):
         self.softmax2_pre_activation_matmul = nn.Linear(1024, num_classes)
         self.softmax2 = nn.Softmax(dim=1)
 
-    def _conv(self, name: str, c_in: int, c_out: int, k: int, stride: int = 1) -> None:
-        setattr(self, f"{name}_pre_relu_conv", nn.Conv2d(c_in, c_out, k, stride=stride))
+    def _conv(self, name: str, c_in: int, c_out: int, k: int, stride: int = 1, padding: int = 0) -> None:
+        # Symmetric zero padding inside the conv (no extra copy); parameters are unaffected.
+        setattr(self, f"{name}_pre_relu_conv", nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding))
         setattr(self, name, RedirectedReLU())
 
     def _conv_relu(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,8 +106,8 @@ class InceptionV1(nn.Module):
         _, b5 = self._conv_relu(f"{name}_5x5_bottleneck", x)
         pooled = getattr(self, f"{name}_pool")(x)
         pp, bp = self._conv_relu(f"{name}_pool_reduce", pooled)
-        p3, b3 = self._conv_relu(f"{name}_3x3", F.pad(b3, (1, 1, 1, 1)))
-        p5, b5 = self._conv_relu(f"{name}_5x5", F.pad(b5, (2, 2, 2, 2)))
+        p3, b3 = self._conv_relu(f"{name}_3x3", b3)
+        p5, b5 = self._conv_relu(f"{name}_5x5", b5)
         pre_cat = getattr(self, f"{name}_pre_relu")
         if pre_cat._forward_hooks:  # lucid's synthetic concat: only computed when someone looks at it
             pre_cat(p1, p3, p5, pp)
@@ -116,7 +117,7 @@ class InceptionV1(nn.Module):
         _, x = self._conv_relu("conv2d0", F.pad(x, (2, 3, 2, 3)))
         x = self.localresponsenorm0(self.maxpool0(x))
         _, x = self._conv_relu("conv2d1", x)
-        _, x = self._conv_relu("conv2d2", F.pad(x, (1, 1, 1, 1)))
+        _, x = self._conv_relu("conv2d2", x)
         x = self.maxpool1(self.localresponsenorm1(x))
         for name, *_ in MIXED_BLOCKS:
             x = self._mixed(name, x)
