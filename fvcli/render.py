@@ -13,12 +13,27 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import FvRuntimeError
 from .models import Capture, LoadedModel
 from .objectives import Objective
 from .param import make_param
 from .transforms import Schedule, Step
 
 REDIRECT_STEPS = 16  # lucid applies the redirected ReLU gradient during the first 16 steps
+FINITE_CHECK_EVERY = 16  # steps between NaN/Inf checks (a check syncs a GPU; NaNs persist in Adam's state)
+
+
+class NumericalFault(FvRuntimeError):
+    """Non-finite values appeared in the images, scores or gradients of some images of a batch."""
+
+    def __init__(self, images: list[int], step: int, what: str) -> None:
+        super().__init__(f"non-finite {what} at step {step} in image(s) {images}")
+        self.images, self.step, self.what = images, step, what
+
+
+def _nonfinite_rows(t: torch.Tensor) -> list[int]:
+    bad = ~torch.isfinite(t.detach().flatten(1)).all(dim=1)
+    return bad.nonzero().flatten().tolist() if bool(bad.any()) else []
 
 
 @dataclass
@@ -61,7 +76,18 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
             with torch.no_grad(), autocast(model.device, precision):
                 img = param()
                 scores = objective(cap(net_input(img)), img).float()
+            bad = sorted(set(_nonfinite_rows(img)) | set(_nonfinite_rows(scores[:, None])))
+            if bad:
+                raise NumericalFault(bad, step, "image or objective")
             return Snapshot(step, img.detach().float().cpu(), scores.cpu())
+
+        def check(step: int, scores: torch.Tensor) -> None:
+            bad = set(_nonfinite_rows(scores.detach()[:, None]))
+            for p in param.parameters():
+                if p.grad is not None and p.dim() > 0 and p.shape[0] == scores.shape[0]:
+                    bad |= set(_nonfinite_rows(p.grad)) | set(_nonfinite_rows(p))
+            if bad:
+                raise NumericalFault(sorted(bad), step, "objective, gradient or parameter")
 
         if 0 in thresholds:
             yield snapshot(0)
@@ -74,6 +100,8 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
                     x = schedule.apply(img, step) if schedule is not None else img
                     scores = objective(cap(net_input(x)), img)
                 (-scores.float().sum()).backward()
+                if (step + 1) % FINITE_CHECK_EVERY == 0 or step == 0:
+                    check(step + 1, scores)
                 opt.step()
                 if on_step is not None:
                     on_step(step + 1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -16,7 +16,8 @@ from .models import LoadedModel
 from .objectives import Objective, PerImage, regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
 from .recipe import Recipe
-from .render import Snapshot, derive_seed, render_batch
+from .errors import FvRuntimeError
+from .render import NumericalFault, Snapshot, derive_seed, render_batch
 from .units import Unit
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ def resolve_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
     return auto_batch_size(model, recipe, n_units) if bs == "auto" else int(bs)
 
 
+MAX_RETRIES = 3  # attempts after a numerical fault, each with a new seed and half the learning rate
+
+
 @dataclass
 class BatchResult:
     units: list[Unit]
@@ -74,25 +78,77 @@ class BatchResult:
     snapshots: list[Snapshot]
     seconds: float
     objectives: list[Objective]
+    faults: list[list[dict]] = field(default_factory=list)  # per unit: what went wrong and how it was retried
 
 
 def run_batch(model: LoadedModel, recipe: Recipe, units: Sequence[Unit],
               objectives: Sequence[Objective] | None = None, seeds: Sequence[int] | None = None,
               on_step: Callable[[int], None] | None = None) -> BatchResult:
-    """Render one batch of units (each image its own objective and seed) and collect the snapshots."""
+    """Render one batch of units (each image its own objective and seed) and collect the snapshots.
+
+    A numerical fault (NaN/Inf) never reaches the outputs: the healthy units are re-rendered together (their
+    seeds unchanged, so their images are the same), and each faulty unit is retried alone up to MAX_RETRIES
+    times with a new seed and half the learning rate; its record lists what happened. A unit still failing
+    after that raises FvRuntimeError."""
     r = recipe.regularizers
     reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur)
     objs = list(objectives) if objectives is not None else [u.objective(model) for u in units]
     if reg is not None:
         objs = [o + reg for o in objs]
     seeds = list(seeds) if seeds is not None else [unit_seed(recipe, model, u) for u in units]
+    settings = recipe.loop_settings()
     t0 = time.perf_counter()
-    snaps = list(render_batch(model, PerImage(tuple(objs)), seeds, recipe.loop_settings(), on_step=on_step))
-    return BatchResult(list(units), seeds, snaps, time.perf_counter() - t0, objs)
+    faults: list[list[dict]] = [[] for _ in units]
+    try:
+        snaps = list(render_batch(model, PerImage(tuple(objs)), seeds, settings, on_step=on_step))
+    except NumericalFault as fault:
+        log.warning("batch %s: %s; retrying", [u.label for u in units], fault)
+        bad = set(fault.images)
+        images: list[torch.Tensor | None] = [None] * len(units)
+        per_step: dict[int, list] = {}
+        good = [b for b in range(len(units)) if b not in bad]
+        if good:
+            sub = run_batch(model, recipe, [units[b] for b in good], [objs[b] for b in good],
+                            [seeds[b] for b in good], on_step=None) if reg is None else run_batch(
+                model, _no_reg(recipe), [units[b] for b in good], [objs[b] for b in good],
+                [seeds[b] for b in good], on_step=None)
+            for j, b in enumerate(good):
+                faults[b] = sub.faults[j]
+                for s in sub.snapshots:
+                    per_step.setdefault(s.step, [None] * len(units))[b] = (s.images[j], s.scores[j])
+        for b in sorted(bad):
+            lr, seed = settings.lr, seeds[b]
+            for attempt in range(1, MAX_RETRIES + 1):
+                faults[b].append({"attempt": attempt, "step": fault.step, "what": fault.what, "old_seed": seed})
+                seed, lr = derive_seed(seed, "retry", attempt), lr / 2
+                faults[b][-1].update(seed=seed, lr=lr)
+                try:
+                    one = list(render_batch(model, PerImage((objs[b],)), [seed], replace(settings, lr=lr)))
+                except NumericalFault as again:
+                    fault = again
+                    continue
+                seeds[b] = seed
+                for s in one:
+                    per_step.setdefault(s.step, [None] * len(units))[b] = (s.images[0], s.scores[0])
+                break
+            else:
+                raise FvRuntimeError(f"unit {units[b].label}: non-finite values after {MAX_RETRIES} retries "
+                                     f"({fault.what} at step {fault.step})") from None
+        snaps = [Snapshot(step, torch.stack([x[0] for x in row]), torch.stack([x[1] for x in row]))
+                 for step, row in sorted(per_step.items())]
+    return BatchResult(list(units), seeds, snaps, time.perf_counter() - t0, objs, faults)
+
+
+def _no_reg(recipe: Recipe) -> Recipe:
+    """The recipe without regularizers (used when objectives already include them)."""
+    from .recipe import RegularizerRecipe
+
+    return replace(recipe, regularizers=RegularizerRecipe())
 
 
 def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objective: Objective,
-                snaps: Sequence[Snapshot], b: int, seconds: float, batch_size: int) -> dict:
+                snaps: Sequence[Snapshot], b: int, seconds: float, batch_size: int,
+                faults: list[dict] | None = None) -> dict:
     return {
         "unit": unit.label,
         "key": unit.key,
@@ -117,6 +173,7 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
         "seconds": round(seconds / max(1, batch_size), 4),
         "versions": versions(),
         "png": f"{unit.key}.png",
+        "faults": faults or [],
     }
 
 
@@ -129,7 +186,7 @@ def write_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: BatchRes
             save_png(out_dir / f"{unit.key}.step{s.step:05d}.png", s.images[b])
         save_png(out_dir / f"{unit.key}.png", final.images[b])
         rec = unit_record(model, recipe, unit, res.seeds[b], res.objectives[b], res.snapshots, b, res.seconds,
-                          len(res.units))
+                          len(res.units), res.faults[b] if res.faults else None)
         atomic_write_json(out_dir / f"{unit.key}.json", rec)
         paths.append(out_dir / f"{unit.key}.png")
     return paths
