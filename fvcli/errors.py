@@ -10,10 +10,18 @@ import difflib
 from collections.abc import Iterable
 
 
+def one_line(text: str) -> str:
+    """Escape control characters so that an error message (which may quote user input) stays one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in str(text))
+
+
 class FvError(Exception):
     """Bad input: unknown name, value out of range, malformed recipe, unreadable weights."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(one_line(message))
 
 
 class FvRuntimeError(FvError):
