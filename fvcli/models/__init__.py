@@ -195,6 +195,17 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def configure_backends(device: torch.device) -> dict[str, bool]:
+    """CUDA-only speedups, guarded: cudnn autotuning (fixed shapes per batch make it pay) and TF32 matmuls.
+    Returns what was switched on (nothing on CPU)."""
+    if device.type != "cuda":
+        return {}
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return {"cudnn_benchmark": True, "tf32": True}
+
+
 def expected_weights_path(spec: ModelSpec) -> Path | None:
     if spec.builtin_weights is not None:
         return spec.builtin_weights
@@ -305,6 +316,7 @@ def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.dev
         # torchvision nets: in-place ReLUs would overwrite captured activations; RedirectedReLU is never in-place.
         install_redirected_relu(net)
     net.eval().requires_grad_(False).to(dev)
+    configure_backends(dev)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     candidates = spec.layer_paths() if spec.layer_paths else [(n, n) for n, _ in net.named_modules() if n]
