@@ -2,10 +2,11 @@
 
 Syntax (checked against the model's layer catalog; errors name the valid range):
   mixed4a:11          channel 11 of mixed4a (mean over positions)
-  mixed4a:0-15        channels 0..15          mixed4a:3,7,11   channels 3, 7 and 11
+  mixed4a:0-15        channels 0..15          mixed4a:3,7,11   channels 3, 7 and 11     mixed4a:all
   mixed4a:11@7,7      neuron: channel 11 at x=7, y=7 of the activation map
   mixed4a:11@center   neuron at the center of the map (lucid's default position)
   logit:208           class 208's logit       prob:208   its probability    logit:tiger_cat   by label
+  logit:0-9, logit:all  several classes
   dream:mixed4a       DeepDream: mean of squares of the whole layer
 A leading registered model name selects the model: `demo:logit:3`.
 """
@@ -117,7 +118,17 @@ def parse_units(text: str, model: LoadedModel) -> list[Unit]:
     head, spec = head.strip(), spec.strip()
     if head in ("logit", "prob"):
         layer = model.logits_layer
-        return [Unit(head, layer, model.class_index(c.strip())) for c in spec.split(",")]
+        n = model.num_classes
+        if spec == "all":
+            return [Unit(head, layer, c) for c in range(n)]
+        out: list[Unit] = []
+        for part in spec.split(","):
+            part = part.strip()
+            if re.fullmatch(r"\d+\s*-\s*\d+", part):
+                out += [Unit(head, layer, c) for c in _channel_list(part, text, n, layer)]
+            else:
+                out.append(Unit(head, layer, model.class_index(part)))
+        return list(dict.fromkeys(out))
     if head == "dream":
         model.layer(spec)
         return [Unit("dream", spec)]
@@ -140,4 +151,6 @@ def parse_units(text: str, model: LoadedModel) -> list[Unit]:
             raise FvError(f"neuron position {x},{y} out of range for layer {head}: valid x 0-{w - 1}, y 0-{h - 1} "
                           f"(at the native {model.native_size} px)")
         return [Unit("neuron", head, ch[0], x, y)]
+    if spec == "all":
+        return [Unit("channel", head, c) for c in range(info.channels)]
     return [Unit("channel", head, c) for c in _channel_list(spec, text, info.channels, head)]

@@ -33,3 +33,5 @@ register(ModelSpec(
 ))
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+from . import demo as _demo  # noqa: E402,F401  (registers 'demo')
