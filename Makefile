@@ -39,3 +39,35 @@ bench: $(STAMP)
 
 bench-lucent: $(BENCH_VENV)/.ok
 	$(BENCH_VENV)/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 48 --vs-lucent
+
+# Sweeps: every channel of some layers into runs/MODEL-RECIPEHASH (resumable: rerun the same target to continue).
+#   make sweep LAYERS=mixed4a                          make sweep LAYERS="mixed4a mixed4b" SWEEP_ARGS="--recipe article"
+#   make sweep-googlenet                               every channel of mixed3a..mixed5b (5,484 channels)
+#   make sweep-googlenet SWEEP_ARGS="--shard 0/4"      one of 4 shards (run 0/4..3/4 anywhere that shares runs/)
+#   make sweep-finalize SWEEP_ARGS="--out runs/DIR"    sheets, manifest and gallery from what the shards wrote
+LAYERS ?= mixed4a
+SWEEP_ARGS ?=
+GOOGLENET_LAYERS := mixed3a mixed3b mixed4a mixed4b mixed4c mixed4d mixed4e mixed5a mixed5b
+.PHONY: sweep sweep-googlenet sweep-finalize bench-sweep test-browser test-cluster
+sweep: $(STAMP)
+	$(FV) sweep $(LAYERS) $(SWEEP_ARGS)
+
+sweep-googlenet: $(STAMP)
+	$(FV) sweep $(GOOGLENET_LAYERS) $(SWEEP_ARGS)
+
+sweep-finalize: $(STAMP)
+	$(FV) sweep --finalize $(SWEEP_ARGS)
+
+bench-sweep: $(STAMP)
+	$(PY) scripts/bench_sweep.py --layer mixed4a --units 16 --size 224 --steps 64
+
+# The gallery in headless Chromium (installs Debian's chromium if missing; part of `make test` when installed).
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	FV_BROWSER_TEST_OUT=runs/test-browser $(PY) -m pytest tests/test_gallery_browser.py
+
+# A real one-node SLURM cluster on localhost (root; installs slurmctld, slurmd, munge): an array sweep through
+# scripts/slurm_sweep.sbatch, checked after its finalize job. Not part of `make test`. `scripts/cluster_test.sh down`
+# stops the daemons.
+test-cluster: $(STAMP)
+	FV_CLUSTER_TEST=1 $(PY) -m pytest -s tests/test_cluster.py

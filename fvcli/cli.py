@@ -107,13 +107,18 @@ def _progress(total: int, desc: str, quiet: bool):
 @app.command()
 @handle_errors
 def render(
-    units: Annotated[Optional[list[str]], typer.Argument(help="Units: mixed4a:11, mixed4a:0-15, mixed4a:11@7,7, logit:208, prob:208, dream:mixed4a.")] = None,
+    units: Annotated[Optional[list[str]], typer.Argument(help="Units: mixed4a:11, mixed4a:0-15, mixed4a:11@7,7, logit:208, prob:208, dream:mixed4a, or expressions: \"mixed4a:476 + 0.5*mixed4a:460\", \"-mixed4a:492\", \"mixed4d:dir=random:7\".")] = None,
     recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
     steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, batch_size: BatchOpt = None,
     device: DeviceOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: VerboseOpt = False,
+    diversity: Annotated[int, typer.Option("--diversity", min=1, max=64, help="Render N facets of each unit jointly with the article's diversity term (KEY-div0..).")] = 1,
+    diversity_weight: Annotated[float, typer.Option("--diversity-weight", min=0.0, help="Weight of the diversity term (lucid's 1e2).")] = 1e2,
+    diversity_layer: Annotated[Optional[str], typer.Option("--diversity-layer", help="Layer whose Gram matrices are compared (default: the unit's layer).")] = None,
+    negative: Annotated[bool, typer.Option("--negative", help="Render the most inhibiting image instead (KEY-neg).")] = False,
+    both: Annotated[bool, typer.Option("--both", help="Render the negative and positive pair (KEY-neg, KEY-pos).")] = False,
 ) -> None:
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
     _setup(verbose)
@@ -132,17 +137,67 @@ def render(
     if not items:
         raise FvError("no units given: name some (e.g. `fv render mixed4a:11`) or list them under `units:` in the recipe")
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
-    parsed = [u for text in items for u in parse_units(text, m)]
+    from .expr import parse_unit_arg
+
+    parsed = [u for text in items for u in parse_unit_arg(text, m)]
     from .runner import plan_batches, resolve_batch_size
 
-    bs = resolve_batch_size(m, rec, len(parsed))
-    n_batches = len(plan_batches(parsed, bs))
-    with _progress(rec.render.steps * n_batches, f"{len(parsed)} unit(s)", quiet) as bar:
-        result = render_units(m, rec, parsed, out, on_step=lambda _s: bar.update(1), batch_size=bs)
+    if diversity > 1 or negative or both:
+        from .panels import n_variant_batches, render_variants
+
+        bs = resolve_batch_size(m, rec, len(parsed) * diversity * (2 if both else 1))
+        n_batches = n_variant_batches(m, parsed, bs, diversity, negative, both)
+        with _progress(rec.render.steps * n_batches, f"{len(parsed)} unit(s)", quiet) as bar:
+            result = render_variants(m, rec, parsed, out, facets=diversity, negative=negative, both=both,
+                                     diversity_weight=diversity_weight, diversity_layer=diversity_layer,
+                                     batch_size=bs, on_step=lambda _s: bar.update(1))
+    else:
+        bs = resolve_batch_size(m, rec, len(parsed))
+        n_batches = len(plan_batches(parsed, bs))
+        with _progress(rec.render.steps * n_batches, f"{len(parsed)} unit(s)", quiet) as bar:
+            result = render_units(m, rec, parsed, out, on_step=lambda _s: bar.update(1), batch_size=bs)
     for p in result["pngs"]:
         typer.echo(str(p))
     if result["grid"]:
         typer.echo(f"grid: {result['grid']}")
+
+
+@app.command()
+@handle_errors
+def interpolate(
+    unit_a: Annotated[str, typer.Argument(metavar="A", help="Start unit or expression (frame 0), e.g. mixed4a:476.")],
+    unit_b: Annotated[str, typer.Argument(metavar="B", help="End unit or expression (last frame), e.g. mixed4a:460.")],
+    frames: Annotated[int, typer.Option("--frames", "-n", min=2, max=64, help="Number of frames.")] = 6,
+    align_layer: Annotated[Optional[str], typer.Option("--align-layer", help="Layer of the alignment term (default: the main layer before A's).")] = None,
+    align_weight: Annotated[float, typer.Option("--align-weight", min=0.0, help="Weight of the alignment term (0: off).")] = 0.1,
+    align_decay: Annotated[float, typer.Option("--align-decay", min=1e-6, help="lucid's decay_ratio: frames d apart weigh decay**-d.")] = 2.0,
+    recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
+    steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Interpolate between two units over N frames: A_KEY--B_KEY.png (strip), -frameNN.png, .json."""
+    _setup(verbose)
+    from .expr import parse_unit_arg
+    from .interpolate import interpolate as run_interpolation, write_interpolation
+    from .models import load_model
+
+    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, None, device)
+    m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
+    ends = []
+    for text in (unit_a, unit_b):
+        us = parse_unit_arg(text, m)
+        if len(us) != 1:
+            raise FvError(f"unit {text!r} names {len(us)} units; interpolation needs one unit at each end")
+        ends.append(us[0])
+    with _progress(rec.render.steps, f"{frames} frames", quiet) as bar:
+        res = run_interpolation(m, rec, ends[0], ends[1], frames, align_layer=align_layer, align_weight=align_weight,
+                                align_decay=align_decay, on_step=lambda _s: bar.update(1))
+    paths = write_interpolation(out, m, rec, res)
+    for p in paths["frames"]:
+        typer.echo(str(p))
+    typer.echo(f"strip: {paths['strip']}")
 
 
 @app.command()
@@ -262,6 +317,135 @@ def recipe_validate(files: Annotated[list[str], typer.Argument(help="Recipe file
             bad += 1
     if bad:
         raise typer.Exit(2)
+
+
+@app.command("sweep")
+@handle_errors
+def sweep_cmd(
+    layer_specs: Annotated[Optional[list[str]], typer.Argument(metavar="LAYER", help="Layers to sweep (every channel), or LAYER:CHANNELS (mixed4a:0-63), logit:all; default: the model's main layers.")] = None,
+    recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
+    steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: runs/MODEL-RECIPEHASH).")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Render shard I of N (0-based), e.g. 3/8. Default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, JOB_COMPLETION_INDEX/FV_SHARD_COUNT or FV_SHARD=I/N; else 0/1.")] = None,
+    shard_count: Annotated[Optional[int], typer.Option("--shard-count", min=1, help="Number of shards when the index comes from the environment (e.g. a Kubernetes indexed job's completions).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Take over a directory that holds a different sweep (other recipe, weights or batch size): its units are rendered again.")] = False,
+    finalize_only: Annotated[bool, typer.Option("--finalize", help="Render nothing: build contact sheets, manifest.json and the HTML gallery from what the shards wrote.")] = False,
+    no_finalize: Annotated[bool, typer.Option("--no-finalize", help="Do not build sheets and gallery when the sweep completes.")] = False,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.0, help="Start no new batch after this many minutes (for cron time slices); rerun to continue.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Render every channel of some layers into one directory: resumable, shardable; then sheets, manifest, gallery."""
+    _setup(verbose)
+    from .sweep import default_out, finalize, parse_shard, prepare_sweep, select_units, shard_from_env
+
+    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device)
+    out = out if out is not None else default_out(rec)
+
+    def summary(manifest: dict) -> None:
+        u = manifest["units"]
+        state = "complete" if manifest["complete"] else f"{u['missing']} of {u['expected']} units missing"
+        typer.echo(f"gallery: {out / 'index.html'} ({u['done']} units, {state})")
+        typer.echo(f"manifest: {out / 'manifest.json'}")
+
+    if finalize_only:
+        summary(finalize(out))
+        return
+    i_n = parse_shard(shard) if shard else shard_from_env(count=shard_count) or (0, 1)
+    from .models import load_model
+
+    m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
+    units = select_units(m, layer_specs)
+    job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite)
+    i, n = i_n
+    with _progress(rec.render.steps * len(job.todo), f"shard {i}/{n}", quiet) as bar:
+        report = job.run(on_step=lambda _s: bar.update(1), finalize_when_done=not no_finalize,
+                         time_limit=None if time_limit is None else 60 * time_limit)
+    if report.busy:
+        typer.echo(f"shard {i}/{n} of {out} is being rendered by another process; nothing to do")
+        return
+    typer.echo(f"shard {i}/{n}: {report.batches} batch(es), {report.units} units (batch size {job.batch_size}): "
+               f"{report.rendered} rendered, {report.skipped} already done ({report.seconds:.1f} s)")
+    if report.stopped_early:
+        typer.echo("time limit reached; rerun the same command to continue")
+    if report.manifest:
+        summary(report.manifest)
+    elif not report.complete:
+        typer.echo(f"not complete yet (other shards?); `fv sweep --finalize --out {out}` builds the gallery from "
+                   f"what exists")
+
+
+@app.command("examples")
+@handle_errors
+def examples_cmd(
+    images_dir: Annotated[Optional[Path], typer.Argument(metavar="IMAGES_DIR", help="Folder of images (ImageFolder layout or flat; .jpg .jpeg .png .webp .bmp; recursive). Default: the recipe's examples.images.")] = None,
+    units: Annotated[Optional[list[str]], typer.Argument(metavar="UNITS", help="Units: a layer name (every channel), mixed4a:11, mixed4a:0-15, mixed4a:11@7,7, logit:208, logit:tiger_cat, prob:208. Default: the recipe's units.")] = None,
+    recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=1000, help="Examples kept at each end (recipe examples.top_k: 10).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N images (after --sample).")] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Use a random sample of N images (see --seed).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of --sample and of the quantile reservoir.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Images per forward pass (32).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, max=64, help="Data-loader processes (2; 0 loads in the main process).")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", min=8, help="Network input size (default: the model's native size).")] = None,
+    reduce: Annotated[Optional[str], typer.Option("--reduce", help="Channel score over positions: max (the appendix; default) or mean (what fv render optimizes).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", min=1, help="Batches between checkpoints of the running state (50).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, max=1024, help="CPU threads of the forward passes (default: torch's, all cores). On a machine busy with other work, 1 can be 2-3x faster.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore a checkpoint of an interrupted pass and start again.")] = False,
+    no_grids: Annotated[bool, typer.Option("--no-grids", help="Write only the JSON records (grids cost ~0.1 s per unit).")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (a sweep's directory puts examples beside its renders).")] = Path("out"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Dataset examples: for each unit the images that excite and inhibit it most, in one pass over a folder.
+    Writes KEY.examples.png and KEY.examples.json per unit, and examples-summary.json, in --out."""
+    _setup(verbose)
+    from tqdm import tqdm
+
+    from .examples import ExampleSettings, list_images, parse_example_units, run_examples, write_examples
+    from .models import load_model
+    from .recipe import load_recipe
+    from .units import split_model_prefix
+
+    items = list(units or [])
+    prefixes = {split_model_prefix(u)[0] for u in items} - {None}
+    if len(prefixes) > 1:
+        raise FvError(f"units name different models: {', '.join(sorted(prefixes))}; run them separately")
+    if prefixes and model is None:
+        model = prefixes.pop()
+    rec = load_recipe(recipe, set_ or [], {
+        "model.name": model, "model.weights": weights, "render.device": device, "examples.top_k": top_k,
+        "examples.limit": limit, "examples.sample": sample, "examples.seed": seed, "examples.batch_size": batch_size,
+        "examples.workers": workers, "examples.size": size, "examples.reduce": reduce,
+        "examples.checkpoint_every": checkpoint_every})
+    ex = rec.examples
+    folder_arg = images_dir if images_dir is not None else ex.images
+    if folder_arg is None:
+        raise FvError("no images folder given: `fv examples IMAGES_DIR UNITS...` or examples.images in the recipe")
+    items = items or list(rec.units)
+    if not items:
+        raise FvError("no units given: name some (e.g. `fv examples DIR mixed4a` for every channel of mixed4a, or "
+                      "logit:208) or list them under `units:` in the recipe")
+    settings = ExampleSettings.from_recipe(ex)
+    folder = list_images(folder_arg, limit=ex.limit, sample=ex.sample, seed=ex.seed, exclude=out)
+    m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    parsed = parse_example_units(items, m)
+    with tqdm(total=len(folder.files), desc=f"{len(parsed)} unit(s)", unit="img", disable=quiet or None,
+              leave=False, file=sys.stderr) as bar:
+        res = run_examples(m, parsed, folder, settings, out=out, on_batch=bar.update, resume=not fresh)
+        bar.update(len(folder.files) - bar.n)
+    summary = write_examples(out, res, pngs=not no_grids)
+    bad = f", {summary['unreadable']} unreadable file(s) skipped" if summary["unreadable"] else ""
+    resumed = f" (resumed after {res.resumed_from})" if res.resumed_from else ""
+    typer.echo(f"{summary['readable']} images{resumed}{bad}, {len(parsed)} unit(s), "
+               f"{summary['images_per_second']:.1f} images/s")
+    typer.echo(f"examples: {out}/<unit>.examples.png|json; summary: {out / 'examples-summary.json'}")
 
 
 def main() -> None:

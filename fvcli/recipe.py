@@ -77,6 +77,25 @@ class RegularizerRecipe:
 
 
 @dataclass(frozen=True)
+class ExamplesRecipe:
+    """`fv examples` (dataset examples, fvcli/examples.py); not part of Recipe.hash(): it changes no rendering."""
+
+    images: str | None = None  # folder of images (ImageFolder or flat, recursive); relative to the recipe file
+    top_k: int = field(default=10, metadata=_bounds(1, 1000))  # examples kept at each end of every unit
+    limit: int | None = field(default=None, metadata=_bounds(1, 10**9))  # first N images (after sampling)
+    sample: int | None = field(default=None, metadata=_bounds(1, 10**9))  # a random sample of N images ...
+    seed: int = field(default=0, metadata=_bounds(0, 2**62))  # ... drawn with this seed (also the reservoir's)
+    batch_size: int = field(default=32, metadata=_bounds(1, MAX_BATCH))
+    workers: int = field(default=2, metadata=_bounds(0, 64))  # data-loader processes (0: load in the main one)
+    size: int | None = field(default=None, metadata=_bounds(8, MAX_SIZE))  # None: the model's native size
+    reduce: str = field(default="max", metadata=_bounds(choices=("max", "mean")))  # channel score over positions
+    spectrum: tuple[float, ...] = field(default=(0.4, 0.6), metadata=_bounds(0.0, 1.0))  # slightly -/+ quantiles
+    reservoir: int = field(default=512, metadata=_bounds(16, 1_000_000))  # sampled scores per unit for quantiles
+    checkpoint_every: int = field(default=50, metadata=_bounds(1, 10**9))  # batches between checkpoints
+    tile: int = field(default=96, metadata=_bounds(16, 1024))  # grid tile size in pixels
+
+
+@dataclass(frozen=True)
 class Recipe:
     model: ModelRecipe = ModelRecipe()
     render: RenderRecipe = RenderRecipe()
@@ -84,6 +103,7 @@ class Recipe:
     transforms: tuple[Step, ...] = PRESETS["article"]
     regularizers: RegularizerRecipe = RegularizerRecipe()
     units: tuple[str, ...] = ()  # units to render when the command line names none
+    examples: ExamplesRecipe = ExamplesRecipe()  # `fv examples` settings (not hashed)
 
     # -- derived views --------------------------------------------------------------------------------------
     def model_options(self) -> ModelOptions:
@@ -106,6 +126,7 @@ class Recipe:
         d["transforms"] = transforms_to_yaml(self.transforms)
         d["render"]["thresholds"] = list(self.render.thresholds)
         d["units"] = list(self.units)
+        d["examples"]["spectrum"] = list(self.examples.spectrum)
         return d
 
     def hash(self) -> str:
@@ -114,6 +135,7 @@ class Recipe:
         d["render"].pop("batch_size")
         d["render"].pop("device")
         d.pop("units")
+        d.pop("examples")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -281,7 +303,8 @@ def _check_preprocess(p: dict | None) -> None:
                   f"got keys {sorted(p)}")
 
 
-SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe}
+SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe,
+            "examples": ExamplesRecipe}
 TOP_KEYS = tuple(SECTIONS) + ("transforms", "units")
 
 
@@ -339,6 +362,10 @@ def read_yaml(path: Path) -> dict:
             if isinstance(v, str) and v and not v.startswith(("random:", "torchvision")) and not os.path.isabs(
                     os.path.expanduser(v)):
                 model[key] = str((base / v).resolve())
+    ex = raw.get("examples")
+    if isinstance(ex, dict) and isinstance(ex.get("images"), str) and ex["images"] and not os.path.isabs(
+            os.path.expanduser(ex["images"])):
+        ex["images"] = str((base / ex["images"]).resolve())
     return raw
 
 

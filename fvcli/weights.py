@@ -60,13 +60,26 @@ def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted input is bad input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FvError(f"cannot read weights file {path}: not a plain tensor state_dict ({first[:200]})") from None
+        raise FvError(f"cannot read weights file {path}: refused, not a plain tensor state_dict "
+                      f"({_load_error_reason(exc)})") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise FvError(f"weights file {path} does not hold a state_dict (a mapping of names to tensors)")
     return dict(obj)
+
+
+_TORCH_LOAD_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _load_error_reason(exc: Exception) -> str:
+    """The informative line of a torch.load failure. torch's weights_only message opens with generic advice to
+    re-run with weights_only=False (unsafe for untrusted files); the reason (e.g. 'unsupported GLOBAL posix.system')
+    comes later."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(_TORCH_LOAD_BOILERPLATE)]
+    reason = (useful or lines or [type(exc).__name__])[0]
+    return reason[:200]
 
 
 def check_state_dict(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> None:
