@@ -89,12 +89,15 @@ def _batch_value(b: Optional[str]):
 
 def build_recipe(recipe: Optional[str], sets: Optional[list[str]], model: Optional[str] = None,
                  weights: Optional[str] = None, steps: Optional[int] = None, size: Optional[int] = None,
-                 seed: Optional[int] = None, batch_size: Optional[str] = None, device: Optional[str] = None):
+                 seed: Optional[int] = None, batch_size: Optional[str] = None, device: Optional[str] = None,
+                 extra: Optional[dict] = None):
+    """The recipe: defaults < file < --set < these flags (None = not given); `extra` maps more dotted keys."""
     from .recipe import load_recipe
 
     return load_recipe(recipe, sets or [], {
         "model.name": model, "model.weights": weights, "render.steps": steps, "render.size": size,
         "render.seed": seed, "render.batch_size": _batch_value(batch_size), "render.device": device,
+        **(extra or {}),
     })
 
 
@@ -114,11 +117,11 @@ def render(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: VerboseOpt = False,
-    diversity: Annotated[int, typer.Option("--diversity", min=1, max=64, help="Render N facets of each unit jointly with the article's diversity term (KEY-div0..).")] = 1,
-    diversity_weight: Annotated[float, typer.Option("--diversity-weight", min=0.0, help="Weight of the diversity term (lucid's 1e2).")] = 1e2,
+    diversity: Annotated[Optional[int], typer.Option("--diversity", min=1, max=64, help="Render N facets of each unit jointly with the article's diversity term (KEY-div0..; recipe variants.diversity).")] = None,
+    diversity_weight: Annotated[Optional[float], typer.Option("--diversity-weight", min=0.0, help="Weight of the diversity term (recipe variants.diversity_weight: lucid's 1e2).")] = None,
     diversity_layer: Annotated[Optional[str], typer.Option("--diversity-layer", help="Layer whose Gram matrices are compared (default: the unit's layer).")] = None,
-    negative: Annotated[bool, typer.Option("--negative", help="Render the most inhibiting image instead (KEY-neg).")] = False,
-    both: Annotated[bool, typer.Option("--both", help="Render the negative and positive pair (KEY-neg, KEY-pos).")] = False,
+    negative: Annotated[bool, typer.Option("--negative", help="Render the most inhibiting image instead (KEY-neg; recipe variants.sign: negative).")] = False,
+    both: Annotated[bool, typer.Option("--both", help="Render the negative and positive pair (KEY-neg, KEY-pos; recipe variants.sign: both).")] = False,
 ) -> None:
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
     _setup(verbose)
@@ -132,10 +135,18 @@ def render(
         raise FvError(f"units name different models: {', '.join(sorted(prefixes))}; render them separately")
     if prefixes and model is None:
         model = prefixes.pop()
-    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device)
+    if negative and both:
+        raise FvError("--negative and --both exclude each other: --both renders the negative and the positive")
+    sign = "both" if both else "negative" if negative else None
+    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device, {
+        "variants.diversity": diversity, "variants.diversity_weight": diversity_weight,
+        "variants.diversity_layer": diversity_layer, "variants.sign": sign})
     items = items or list(rec.units)
     if not items:
         raise FvError("no units given: name some (e.g. `fv render mixed4a:11`) or list them under `units:` in the recipe")
+    v = rec.variants
+    diversity, diversity_weight, diversity_layer = v.diversity, v.diversity_weight, v.diversity_layer
+    negative, both = v.sign == "negative", v.sign == "both"
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
     from .expr import parse_unit_arg
 
@@ -165,12 +176,12 @@ def render(
 @app.command()
 @handle_errors
 def interpolate(
-    unit_a: Annotated[str, typer.Argument(metavar="A", help="Start unit or expression (frame 0), e.g. mixed4a:476.")],
-    unit_b: Annotated[str, typer.Argument(metavar="B", help="End unit or expression (last frame), e.g. mixed4a:460.")],
-    frames: Annotated[int, typer.Option("--frames", "-n", min=2, max=64, help="Number of frames.")] = 6,
+    unit_a: Annotated[Optional[str], typer.Argument(metavar="A", help="Start unit or expression (frame 0), e.g. mixed4a:476. Default: the recipe's first unit.")] = None,
+    unit_b: Annotated[Optional[str], typer.Argument(metavar="B", help="End unit or expression (last frame), e.g. mixed4a:460. Default: the recipe's second unit.")] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", "-n", min=2, max=64, help="Number of frames (recipe interpolation.frames: 6).")] = None,
     align_layer: Annotated[Optional[str], typer.Option("--align-layer", help="Layer of the alignment term (default: the main layer before A's).")] = None,
-    align_weight: Annotated[float, typer.Option("--align-weight", min=0.0, help="Weight of the alignment term (0: off).")] = 0.1,
-    align_decay: Annotated[float, typer.Option("--align-decay", min=1e-6, help="lucid's decay_ratio: frames d apart weigh decay**-d.")] = 2.0,
+    align_weight: Annotated[Optional[float], typer.Option("--align-weight", min=0.0, help="Weight of the alignment term (0: off; recipe interpolation.align_weight: 0.1).")] = None,
+    align_decay: Annotated[Optional[float], typer.Option("--align-decay", min=1e-6, help="lucid's decay_ratio: frames d apart weigh decay**-d (2).")] = None,
     recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
     steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
@@ -183,10 +194,18 @@ def interpolate(
     from .interpolate import interpolate as run_interpolation, write_interpolation
     from .models import load_model
 
-    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, None, device)
+    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, None, device, {
+        "interpolation.frames": frames, "interpolation.align_layer": align_layer,
+        "interpolation.align_weight": align_weight, "interpolation.align_decay": align_decay})
+    ip = rec.interpolation
+    frames, align_layer, align_weight, align_decay = ip.frames, ip.align_layer, ip.align_weight, ip.align_decay
+    pair = [unit_a, unit_b] if unit_a is not None and unit_b is not None else list(rec.units)
+    if unit_a is not None and unit_b is None or len(pair) != 2:
+        raise FvError("interpolation needs two units: `fv interpolate A B`, or exactly two under `units:` in the "
+                      f"recipe (got {len(pair) if unit_a is None else 1})")
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
     ends = []
-    for text in (unit_a, unit_b):
+    for text in pair:
         us = parse_unit_arg(text, m)
         if len(us) != 1:
             raise FvError(f"unit {text!r} names {len(us)} units; interpolation needs one unit at each end")
@@ -332,6 +351,7 @@ def sweep_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Take over a directory that holds a different sweep (other recipe, weights or batch size): its units are rendered again.")] = False,
     finalize_only: Annotated[bool, typer.Option("--finalize", help="Render nothing: build contact sheets, manifest.json and the HTML gallery from what the shards wrote.")] = False,
     no_finalize: Annotated[bool, typer.Option("--no-finalize", help="Do not build sheets and gallery when the sweep completes.")] = False,
+    panels: Annotated[Optional[str], typer.Option("--panels", help="none (one image per channel) or appendix: per channel the appendix's row of neuron, channel, negative and 4 diversity facets (recipe variants.panels).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.0, help="Start no new batch after this many minutes (for cron time slices); rerun to continue.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: VerboseOpt = False,
@@ -340,8 +360,16 @@ def sweep_cmd(
     _setup(verbose)
     from .sweep import default_out, finalize, parse_shard, prepare_sweep, select_units, shard_from_env
 
-    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device)
-    out = out if out is not None else default_out(rec)
+    rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device,
+                       {"variants.panels": panels})
+    renderer = None
+    if rec.variants.panels == "appendix":
+        from .panels import APPENDIX_FACETS, PanelRenderer
+
+        v = rec.variants
+        renderer = PanelRenderer(v.diversity if v.diversity > 1 else APPENDIX_FACETS, v.diversity_weight,
+                                 v.diversity_layer)
+    out = out if out is not None else default_out(rec, renderer=renderer)
 
     def summary(manifest: dict) -> None:
         u = manifest["units"]
@@ -357,7 +385,10 @@ def sweep_cmd(
 
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
     units = select_units(m, layer_specs)
-    job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite)
+    if renderer is not None and renderer.diversity_layer is not None:
+        m.layer(renderer.diversity_layer)  # validates (names the valid layers)
+    job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite,
+                        renderer=renderer)
     i, n = i_n
     with _progress(rec.render.steps * len(job.todo), f"shard {i}/{n}", quiet) as bar:
         report = job.run(on_step=lambda _s: bar.update(1), finalize_when_done=not no_finalize,
@@ -445,7 +476,13 @@ def examples_cmd(
     resumed = f" (resumed after {res.resumed_from})" if res.resumed_from else ""
     typer.echo(f"{summary['readable']} images{resumed}{bad}, {len(parsed)} unit(s), "
                f"{summary['images_per_second']:.1f} images/s")
-    typer.echo(f"examples: {out}/<unit>.examples.png|json; summary: {out / 'examples-summary.json'}")
+    from .examples import refresh_sweep_gallery
+
+    manifest = refresh_sweep_gallery(out)  # a sweep's directory: examples beside the renders, gallery rebuilt
+    where = f"{out}/layers/<layer>" if manifest is not None else str(out)
+    typer.echo(f"examples: {where}/<unit>.examples.png|json; summary: {out / 'examples-summary.json'}")
+    if manifest is not None:
+        typer.echo(f"gallery: {out / 'index.html'} (optimized images beside dataset examples)")
 
 
 def main() -> None:

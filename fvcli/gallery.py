@@ -126,6 +126,10 @@ def layer_html(manifest: dict, g: dict, doc: dict) -> bytes:
     sprites = " ".join(f"<a href=\"{_u(p.split('/', 2)[2])}\">{_e(Path(p).stem).replace('--', '&ndash;')}</a>"
                        for p in doc["sprites"])
     sheet = f"<a href=\"{_u('sheet.png')}\">whole-layer sheet</a>" if doc["sheet"] else ""
+    if doc.get("panel_sheets"):
+        sprites += " &middot; appendix panels: " + " ".join(
+            f"<a href=\"{_u(p.split('/', 2)[2])}\">{_e(Path(p).stem).replace('--', '&ndash;')}</a>"
+            for p in doc["panel_sheets"])
     body = f"""<nav><a href="../../index.html">{_e(manifest['sweep'].get('model'))}</a> / {_e(g['layer'])}</nav>
 <h1>{_e(g['layer'])}</h1>
 <p>{doc['done']} / {doc['units']} {_e(g['kind'])} units &middot; {sheet}</p>

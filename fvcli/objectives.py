@@ -130,7 +130,11 @@ class ClassLogit(Objective):
 
 @dataclass(frozen=True)
 class ClassProb(Objective):
-    """A class's softmax probability, computed from the logits layer."""
+    """A class's softmax probability, computed from the logits layer.
+
+    The score's value is the probability p, but its gradient is that of log p: the same ascent direction
+    (log is monotone), without the vanishing step of a class that starts at p ~ 1e-8, where the gradient of p
+    itself is smaller than Adam's epsilon and optimization stalls."""
 
     layer: str
     cls: int
@@ -140,7 +144,8 @@ class ClassProb(Objective):
         return frozenset([self.layer])
 
     def score(self, acts: Acts, image: torch.Tensor) -> torch.Tensor:
-        return acts[self.layer].float().softmax(dim=1)[:, self.cls]
+        logp = acts[self.layer].float().log_softmax(dim=1)[:, self.cls]  # (B,)
+        return logp.detach().exp() + (logp - logp.detach())  # value p, gradient d(log p)
 
     def describe(self) -> str:
         return f"probability {self.cls}"

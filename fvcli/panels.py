@@ -405,3 +405,64 @@ def write_panel_row(out_dir: Path, row: PanelRow, tile: int | None = None) -> li
     strip = out_dir / f"{row.unit.key}-panels.png"
     save_png(strip, panel_strip(row, tile))
     return paths + [strip]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Appendix panels in sweeps (`fv sweep --panels appendix`)
+
+
+@dataclass(frozen=True)
+class PanelRenderer:
+    """A sweep renderer (sweep.BatchRenderer) drawing each channel's appendix row: neuron, channel, negative
+    channel and `facets` diversity facets, in batches (a row is never split).
+
+    The unit's main image (thumbnail, contact sheets) is its channel panel; the unit's record is the channel
+    panel's record plus `panels`, one entry per panel (name, file, seed, activation, Gram cosine), and the files
+    include the labelled strip KEY-panels.png (the appendix's row)."""
+
+    facets: int = APPENDIX_FACETS
+    diversity_weight: float = DIVERSITY_WEIGHT
+    diversity_layer: str | None = None
+    name: str = "appendix"
+
+    @property
+    def images_per_unit(self) -> int:
+        return 3 + self.facets
+
+    def identity(self) -> dict:
+        return {"name": self.name, "facets": self.facets, "diversity_weight": self.diversity_weight,
+                "diversity_layer": self.diversity_layer}
+
+    def __call__(self, model: LoadedModel, recipe: Recipe, batch, on_step=None) -> list:
+        from .sweep import UnitImage, UnitOutput
+
+        check_weight(self.diversity_weight)
+        units = list(batch.units)
+        rows = {u.key: panel_variants(u, self.facets) for u in units}
+        flat = [v for vs in rows.values() for v in vs]
+        res = run_variant_batch(model, recipe, flat, self.diversity_weight, self.diversity_layer, on_step)
+        index = {v.key: b for b, v in enumerate(flat)}
+        outs = []
+        for u in units:
+            order = sorted(rows[u.key], key=lambda v: v.panel != "channel")  # the channel panel first
+            row = PanelRow(u, [], 0.0)
+            images, panels_doc = [], []
+            for v in order:
+                b = index[v.key]
+                img = res.snapshots[-1].images[b]
+                images.append(UnitImage(v.panel, f"{v.key}.png", img))
+                panels_doc.append({"panel": v.panel, "png": f"{v.key}.png", "seed": res.seeds[b],
+                                   "objective": res.objectives[b].describe(), "activation": res.activation[b],
+                                   "gram_cosine": res.gram_cosine[b],
+                                   "scores": {str(s.step): float(s.scores[b]) for s in res.snapshots}})
+            for v in rows[u.key]:  # the strip in the appendix's order
+                b = index[v.key]
+                row.panels.append(Panel(v.panel, v.key, res.snapshots[-1].images[b], res.seeds[b],
+                                        res.activation[b], res.gram_cosine[b], {}))
+            images.append(UnitImage("appendix row", f"{u.key}-panels.png", panel_strip(row)))
+            rec = variant_record(model, recipe, res, index[u.key])
+            rec["seconds"] = round(res.seconds * len(rows[u.key]) / len(flat), 4)  # the row's share
+            rec["panels"] = panels_doc
+            rec["panels_png"] = f"{u.key}-panels.png"
+            outs.append(UnitOutput(u, images, rec))
+        return outs

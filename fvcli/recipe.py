@@ -96,6 +96,27 @@ class ExamplesRecipe:
 
 
 @dataclass(frozen=True)
+class VariantsRecipe:
+    """Several pictures per unit (`fv render --diversity/--negative/--both`, `fv sweep --panels`)."""
+
+    diversity: int = field(default=1, metadata=_bounds(1, 64))  # facets per unit rendered jointly (1: off)
+    diversity_weight: float = field(default=1e2, metadata=_bounds(0.0, 1e6))  # lucid's notebooks: 1e2
+    diversity_layer: str | None = None  # layer of the Gram matrices (None: the unit's own layer)
+    sign: str = field(default="positive", metadata=_bounds(choices=("positive", "negative", "both")))
+    panels: str = field(default="none", metadata=_bounds(choices=("none", "appendix")))  # fv sweep only
+
+
+@dataclass(frozen=True)
+class InterpolationRecipe:
+    """`fv interpolate A B`: frames and the alignment term (the article's interpolation section)."""
+
+    frames: int = field(default=6, metadata=_bounds(2, 64))
+    align_layer: str | None = None  # None: the main layer before A's
+    align_weight: float = field(default=0.1, metadata=_bounds(0.0, 1e6))  # "a small alignment objective"; 0: off
+    align_decay: float = field(default=2.0, metadata=_bounds(1e-6, 1e6))  # lucid's decay_ratio
+
+
+@dataclass(frozen=True)
 class Recipe:
     model: ModelRecipe = ModelRecipe()
     render: RenderRecipe = RenderRecipe()
@@ -104,6 +125,8 @@ class Recipe:
     regularizers: RegularizerRecipe = RegularizerRecipe()
     units: tuple[str, ...] = ()  # units to render when the command line names none
     examples: ExamplesRecipe = ExamplesRecipe()  # `fv examples` settings (not hashed)
+    variants: VariantsRecipe = VariantsRecipe()  # diversity facets, negatives, appendix panels
+    interpolation: InterpolationRecipe = InterpolationRecipe()  # `fv interpolate`
 
     # -- derived views --------------------------------------------------------------------------------------
     def model_options(self) -> ModelOptions:
@@ -136,6 +159,9 @@ class Recipe:
         d["render"].pop("device")
         d.pop("units")
         d.pop("examples")
+        for name, cls in (("variants", VariantsRecipe), ("interpolation", InterpolationRecipe)):
+            if getattr(self, name) == cls():  # at their defaults they add nothing: plain recipes keep their hash
+                d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -304,7 +330,7 @@ def _check_preprocess(p: dict | None) -> None:
 
 
 SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe,
-            "examples": ExamplesRecipe}
+            "examples": ExamplesRecipe, "variants": VariantsRecipe, "interpolation": InterpolationRecipe}
 TOP_KEYS = tuple(SECTIONS) + ("transforms", "units")
 
 

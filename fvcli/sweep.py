@@ -56,7 +56,7 @@ from .errors import FvError, FvRuntimeError
 from .models import LoadedModel
 from .outputs import atomic_write_bytes, atomic_write_json, grid, png_bytes, save_png, versions
 from .recipe import MAX_BATCH, Recipe
-from .runner import resolve_batch_size, run_batch, unit_record
+from .runner import auto_batch_size, run_batch, unit_record
 from .units import Unit, parse_units, safe_name
 
 log = logging.getLogger(__name__)
@@ -206,32 +206,47 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not sep or not i_s.strip().isdigit() or not n_s.strip().isdigit():
         raise FvError(f"bad shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
     i, n = int(i_s), int(n_s)
-    if n < 1 or not 0 <= i < n:
-        raise FvError(f"bad shard {text!r}: the index must be in 0-{max(0, n - 1)} for {n} shard(s)")
+    if n < 1:
+        raise FvError(f"bad shard {text!r}: the shard count N must be at least 1, e.g. 0/4")
+    if not 0 <= i < n:
+        raise FvError(f"bad shard {text!r}: the index must be in 0-{n - 1} for {n} shard(s)")
     return i, n
+
+
+def _env_int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
+    text = str(env[name]).strip()
+    if not text.isdigit() or int(text) < minimum:
+        raise FvError(f"bad {name}={env[name]!r} in the environment: expected an integer >= {minimum}")
+    return int(text)
 
 
 def shard_from_env(env: Mapping[str, str] | None = None, count: int | None = None) -> tuple[int, int] | None:
     """The shard given by the environment, or None.
 
-    FV_SHARD=I/N; SLURM job arrays (SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT; use a
-    contiguous --array=0-(N-1)); Kubernetes indexed jobs (JOB_COMPLETION_INDEX, of FV_SHARD_COUNT or `count`: a job
-    does not see its completions count, so set it in the pod's env)."""
+    FV_SHARD=I/N; SLURM job arrays: (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP of
+    SLURM_ARRAY_TASK_COUNT (--array=0-7, 1-8, 0-14:2 and a %K concurrency cap all work; a list such as 1,3,7 does
+    not); Kubernetes indexed jobs: JOB_COMPLETION_INDEX of FV_SHARD_COUNT or `count` (a pod does not see its job's
+    completions count, so set FV_SHARD_COUNT to it in the pod template)."""
     env = os.environ if env is None else env
     if env.get("FV_SHARD"):
         return parse_shard(env["FV_SHARD"])
-    n_s = str(count) if count else env.get("FV_SHARD_COUNT")
     if env.get("SLURM_ARRAY_TASK_ID"):
-        n_s = str(count) if count else env.get("SLURM_ARRAY_TASK_COUNT")
-        if not n_s:
+        if not count and not env.get("SLURM_ARRAY_TASK_COUNT"):
             raise FvError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --shard-count N")
-        i = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN") or 0)
-        return parse_shard(f"{i}/{n_s}")
+        n = count or _env_int(env, "SLURM_ARRAY_TASK_COUNT", 1)
+        offset = _env_int(env, "SLURM_ARRAY_TASK_ID") - (_env_int(env, "SLURM_ARRAY_TASK_MIN")
+                                                         if env.get("SLURM_ARRAY_TASK_MIN") else 0)
+        step = _env_int(env, "SLURM_ARRAY_TASK_STEP", 1) if env.get("SLURM_ARRAY_TASK_STEP") else 1
+        if offset < 0 or offset % step:
+            raise FvError(f"SLURM array task {env['SLURM_ARRAY_TASK_ID']} is not in the array's range (min "
+                          f"{env.get('SLURM_ARRAY_TASK_MIN')}, step {step}); use a range such as --array=0-{n - 1}")
+        return parse_shard(f"{offset // step}/{n}")
     if env.get("JOB_COMPLETION_INDEX"):
-        if not n_s:
+        if not count and not env.get("FV_SHARD_COUNT"):
             raise FvError("JOB_COMPLETION_INDEX is set but the shard count is unknown: set FV_SHARD_COUNT to the "
                           "job's completions (or pass --shard-count N)")
-        return parse_shard(f"{env['JOB_COMPLETION_INDEX']}/{n_s}")
+        n = count or _env_int(env, "FV_SHARD_COUNT", 1)
+        return parse_shard(f"{_env_int(env, 'JOB_COMPLETION_INDEX')}/{n}")
     if count:
         raise FvError("--shard-count needs a shard index from the environment (SLURM_ARRAY_TASK_ID or "
                       "JOB_COMPLETION_INDEX); or pass --shard I/N")
@@ -634,7 +649,7 @@ def prepare_sweep(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out
         probe = sweep_identity(model, recipe, 1, renderer)
         same = old is not None and all(old.get(k) == v for k, v in probe.items() if k != "batch_size")
         # The directory's batch size wins (byte-identical resumes); otherwise one that depends on the device only.
-        bs = int(old["batch_size"]) if same and not overwrite else resolve_batch_size(model, recipe, MAX_BATCH)
+        bs = int(old["batch_size"]) if same and not overwrite else auto_batch_size(model, recipe, MAX_BATCH)
     bs = int(bs)
     if not 1 <= bs <= MAX_BATCH:
         raise FvError(f"bad batch size {bs}: expected 1-{MAX_BATCH} or auto")
@@ -693,7 +708,35 @@ def build_sheets(out: Path, layer: str, entries: Sequence[tuple[Unit, dict | Non
     cols, t = sheet_tile(len(entries), size)
     tiles = [_tile(d / rec["png"] if rec else None, size, t) for _u, rec in entries]
     atomic_write_bytes(d / "sheet.png", png_bytes(grid(tiles, [str(u.channel) for u, _ in entries], cols=cols, tile=t)))
-    return {"sheet": "sheet.png", "sprites": sprites}
+    return {"sheet": "sheet.png", "sprites": sprites, "panel_sheets": build_panel_sheets(d, entries, size)}
+
+
+def build_panel_sheets(d: Path, entries: Sequence[tuple[Unit, dict | None]], size: int) -> list[str]:
+    """Appendix sweeps: the rows (KEY-panels.png) of 10 channels stacked, one row per channel, as the appendix."""
+    if not any(rec and rec.get("panels_png") for _u, rec in entries):
+        return []
+    names = []
+    t = min(size, 128)
+    for k in range(0, len(entries), SPRITE):
+        group = entries[k: k + SPRITE]
+        n = max(len(rec.get("panels") or []) for _u, rec in group if rec) if any(rec for _u, rec in group) else 7
+        tiles, labels, rows_labels = [], [], []
+        for u, rec in group:
+            files = [p.get("png") for p in (rec or {}).get("panels") or []]
+            order = [p.get("panel") for p in (rec or {}).get("panels") or []]
+            # the appendix's order: neuron, channel, negative, facets (records list the channel first)
+            by_name = dict(zip(order, files))
+            wanted = ["neuron", "channel", "channel-negative"] + sorted(x for x in order if x and x.startswith(
+                "channel-diversity-"))
+            row = [by_name.get(w) for w in wanted] if rec else []
+            row += [None] * (n - len(row))
+            tiles += [_tile(d / f if f else None, size, t) for f in row]
+            labels += [w.replace("channel-", "").replace("diversity-", "div ") for w in wanted] + [""] * (n - len(wanted))
+            rows_labels.append(str(u.channel))
+        name = f"panels/{group[0][0].key}--{group[-1][0].key}.png"
+        atomic_write_bytes(d / name, png_bytes(grid(tiles, labels, cols=n, tile=t, rows_labels=rows_labels)))
+        names.append(name)
+    return names
 
 
 def collect(out: Path) -> tuple[dict, list[dict], list[dict]]:
@@ -726,6 +769,8 @@ def collect(out: Path) -> tuple[dict, list[dict], list[dict]]:
         except (KeyError, TypeError, ValueError):
             continue
         if u.key == p.stem and unit_done(out, u, sid):
+            if (p.parent / f"{u.key}.examples.png").is_file():  # `fv examples --out` this sweep (fvcli/examples.py)
+                rec["examples_png"] = f"{u.key}.examples.png"
             found[u] = rec
             expected.setdefault(u, 1 << 30)
     groups: dict[tuple[str, str], dict] = {}
@@ -764,7 +809,8 @@ def _finalize(out: Path, sheets: bool) -> dict:
         layer_docs.append({"layer": g["layer"], "kind": g["kind"], "units": len(g["units"]), "done": done,
                            "dir": base, "page": base + "index.html",
                            "sheet": base + files["sheet"] if files["sheet"] else None,
-                           "sprites": [base + s for s in files["sprites"]]})
+                           "sprites": [base + s for s in files["sprites"]],
+                           "panel_sheets": [base + s for s in files.get("panel_sheets") or []]})
     unit_seconds = sum(float(r.get("seconds") or 0) for r in records)
     runs = [r for st in states for r in st.get("runs") or []]
     starts = [r["started"] for r in runs if r.get("started")]

@@ -164,3 +164,67 @@ def test_appendix_panels(mobilenet, tmp_path):
 
     plain = read_png(alone / "features.14-00007.png").astype(int)
     assert abs(plain - to_uint8(rows[0].panels[1].image).astype(int)).max() <= 2
+
+
+def test_sweep_with_appendix_panels(mobilenet, tmp_path):
+    """`fv sweep --panels appendix`: every channel gets its row (7 panels + the strip) in its record, the layer
+    gets panel sheets, the gallery lists every panel, and a rerun renders nothing (resume)."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "features.14:7,20", "-r", "mobilenet_v2", "--steps", "16", "--size", "48", "-b", "14",
+            "--panels", "appendix", "--set", "variants.diversity_weight=10", "--set", "render.device=cpu",
+            "-o", str(out), "-q"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "2 rendered" in r.output
+    d = out / "layers" / "features.14"
+    for ch in (7, 20):
+        key = f"features.14-{ch:05d}"
+        rec = json.loads((d / f"{key}.json").read_text())
+        names = [p["panel"] for p in rec["panels"]]
+        assert sorted(names) == sorted(PANEL_NAMES) and names[0] == "channel"
+        assert rec["png"] == f"{key}.png" and rec["panels_png"] == f"{key}-panels.png"
+        assert [im["png"] for im in rec["images"]][-1] == f"{key}-panels.png" and len(rec["images"]) == 8
+        assert all((d / im["png"]).is_file() for im in rec["images"])
+        acts = {p["panel"]: p["activation"] for p in rec["panels"]}
+        assert acts["channel-negative"] < acts["channel"]
+        assert all(p["gram_cosine"] is not None for p in rec["panels"] if p["panel"].startswith("channel-div"))
+        page = (d / f"{key}.html").read_text()
+        assert all(f'src="{key}-{t}.png"' in page for t in ("neuron", "neg", "div0", "div3", "panels"))
+        assert rec["recipe"]["variants"]["panels"] == "appendix"
+    m = json.loads((out / "manifest.json").read_text())
+    (layer,) = m["layers"]
+    assert layer["panel_sheets"] == ["layers/features.14/panels/features.14-00007--features.14-00020.png"]
+    assert (out / layer["panel_sheets"][0]).is_file()
+    assert "appendix panels" in (d / "index.html").read_text()
+    assert m["sweep"]["renderer"]["name"] == "appendix" and m["sweep"]["renderer"]["diversity_weight"] == 10.0
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "0 rendered, 2 already done" in again.output
+    plain = CliRunner().invoke(app, [a for a in args if a not in ("--panels", "appendix")])
+    assert plain.exit_code == 2 and "different" in plain.output  # a plain sweep refuses the panel directory
+
+
+def test_variants_come_from_recipes_and_flags_override(mobilenet, tmp_path):
+    """Diversity and negatives from a recipe (`variants:`), with the flags taking precedence."""
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "mobilenet_v2.yaml").read_text())
+    raw["model"]["weights"] = str(MOBILENET / "mobilenet_v2_1001_torchvision_state_dict.pt")
+    raw["model"]["labels"] = str(MOBILENET / "imagenet_labels.txt")
+    raw["variants"] = {"diversity": 2, "diversity_weight": 10.0, "sign": "negative"}
+    recipe = tmp_path / "facets.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    r = CliRunner().invoke(app, ["render", "features.14:7", "-r", str(recipe), "--steps", "8", "--size", "32",
+                                 "--set", "render.device=cpu", "-o", str(tmp_path / "a"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.png")) == [
+        "features.14-00007-neg-div0.png", "features.14-00007-neg-div1.png", "grid.png"]
+    rec = json.loads((tmp_path / "a" / "features.14-00007-neg-div1.json").read_text())
+    assert rec["recipe"]["variants"]["diversity"] == 2 and rec["diversity"]["weight"] == 10.0
+    r = CliRunner().invoke(app, ["render", "features.14:7", "-r", str(recipe), "--set", "variants.diversity=1",
+                                 "--both", "--steps", "8", "--size", "32", "--set", "render.device=cpu", "-o",
+                                 str(tmp_path / "b"), "-q"])
+    assert r.exit_code == 0, r.output  # the flag wins over the recipe
+    assert {p.name for p in (tmp_path / "b").glob("*.json")} == {"features.14-00007-neg.json",
+                                                                  "features.14-00007-pos.json"}
+    bad = CliRunner().invoke(app, ["render", "features.14:7", "-r", "mobilenet_v2", "--set", "variants.sign=neg"])
+    assert bad.exit_code == 2 and "variants.sign" in bad.output and "negative" in bad.output
