@@ -71,6 +71,51 @@ def resolve_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
 MAX_RETRIES = 3  # attempts after a numerical fault, each with a new seed and half the learning rate
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A device out-of-memory error (torch.OutOfMemoryError on CUDA; allocator RuntimeErrors elsewhere)."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class OomBackoff:
+    """Runs `render(items)` for a batch; on out-of-memory it halves the batch and goes on with the halves.
+
+    The split is sticky: after an OOM every later batch starts at the reduced size (`self.parts` pieces), so a
+    sweep does not hit the same wall on each batch. One item that still does not fit is an FvRuntimeError that
+    says what to lower. `events` lists what happened (for the records)."""
+
+    def __init__(self, device: torch.device, what: str = "batch") -> None:
+        self.device, self.what, self.parts = device, what, 1
+        self.events: list[dict] = []
+
+    def __call__(self, render: Callable[[list], list], items: Sequence) -> list:
+        items = list(items)
+        size = max(1, -(-len(items) // self.parts))
+        out: list = []
+        for k in range(0, len(items), size):
+            out += self._run(render, items[k: k + size])
+        return out
+
+    def _run(self, render: Callable[[list], list], items: list) -> list:
+        try:
+            return render(items)
+        except Exception as exc:  # noqa: BLE001 - only OOM is handled; everything else is re-raised
+            if not is_out_of_memory(exc):
+                raise
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(items) == 1:
+            raise FvRuntimeError(f"out of memory on {self.device} with a single image; lower render.size or "
+                                 "use --device cpu")
+        half = -(-len(items) // 2)
+        self.parts = max(self.parts * 2, -(-len(items) // half))
+        self.events.append({"event": "out_of_memory", "items": len(items), "split_into": half})
+        log.warning("out of memory with %d images in a %s; halving to %d and continuing", len(items), self.what, half)
+        return self._run(render, items[:half]) + self._run(render, items[half:])
+
+
 @dataclass
 class BatchResult:
     units: list[Unit]
@@ -199,13 +244,19 @@ def render_units(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_
     bs = batch_size or resolve_batch_size(model, recipe, len(units))
     written: list[Path] = []
     tiles, labels = [], []
-    for batch in plan_batches(units, bs):
+    backoff = OomBackoff(model.device)
+
+    def one(batch: list[Unit]) -> list[Unit]:
         res = run_batch(model, recipe, batch, on_step=on_step)
-        written += write_batch(out_dir, model, recipe, res)
+        written.extend(write_batch(out_dir, model, recipe, res))  # written as soon as a batch is done
         for b, u in enumerate(batch):
             tiles.append(to_uint8(res.snapshots[-1].images[b]))
             lab = model.label(u.channel) if u.kind in ("logit", "prob") else None
             labels.append(f"{u.label} {lab}" if lab else u.label)
+        return batch
+
+    for batch in plan_batches(units, bs):
+        backoff(one, batch)
     grid_path = None
     if len(units) > 1:
         grid_path = out_dir / "grid.png"

@@ -42,7 +42,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -56,7 +56,7 @@ from .errors import FvError, FvRuntimeError
 from .models import LoadedModel
 from .outputs import atomic_write_bytes, atomic_write_json, grid, png_bytes, save_png, versions
 from .recipe import MAX_BATCH, Recipe
-from .runner import auto_batch_size, run_batch, unit_record
+from .runner import OomBackoff, auto_batch_size, run_batch, unit_record
 from .units import Unit, parse_units, safe_name
 
 log = logging.getLogger(__name__)
@@ -590,6 +590,7 @@ class SweepJob:
 
             save()
             status = "interrupted"
+            backoff = OomBackoff(self.model.device, "sweep batch")
             try:
                 for batch in mine:
                     missing = self.missing(batch)
@@ -600,9 +601,13 @@ class SweepJob:
                         report.stopped_early = True
                         break
                     report.skipped += len(batch.units) - len(missing)
-                    outputs = self.renderer(self.model, self.recipe, batch, on_step)
+                    n_events = len(backoff.events)
+                    outputs = backoff(lambda us, b=batch: self.renderer(
+                        self.model, self.recipe, replace(b, units=tuple(us)), on_step), batch.units)
                     meta = {"id": self.sweep_id, "batch": batch.id, "batch_size": self.batch_size,
                             "members": [u.key for u in batch.units], "shard": f"{i}/{n}"}
+                    if len(backoff.events) > n_events or backoff.parts > 1:  # rendered in pieces after an OOM
+                        meta["oom"] = {"parts": backoff.parts, "events": backoff.events[n_events:]}
                     wanted = set(missing)
                     for o in outputs:
                         if o.unit in wanted and not unit_done(self.out, o.unit, self.sweep_id):
