@@ -21,6 +21,14 @@ FACTS = SHARED / "facts"
 MOBILENET_DIR = SHARED / "weights" / "mobilenet_v2_imagenet"
 IV1_STATE_DICT_JSON = FACTS / "inceptionv1_state_dict.json"
 
+FUZZ_CASES: dict[str, int] = {}  # fuzzed cases run, by kind (tests/test_fuzz.py, tests/test_expr.py)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FUZZ_CASES:
+        terminalreporter.write_line("fuzz cases run: " + ", ".join(f"{k}={v}" for k, v in sorted(FUZZ_CASES.items()))
+                                    + f" ({sum(FUZZ_CASES.values())} in all)")
+
 
 def tiny_recipe(*sets: str, name: str | None = None, **render: object) -> Recipe:
     """A recipe (default: configs' defaults) with `--set` items and render.* overrides, always on the CPU."""

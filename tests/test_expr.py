@@ -182,6 +182,9 @@ _pieces = st.sampled_from(["mixed4a:1", "mixed4a:507", "mixed4a:508", "logit:3",
 @given(st.one_of(st.lists(_pieces, max_size=8).map("".join), st.text(max_size=30)))
 def test_fuzzed_arguments_parse_or_raise_fv_error(model, text):
     """Any argument becomes units or an FvError (the CLI's one-line exit-2 error), never another exception."""
+    from conftest import FUZZ_CASES
+
+    FUZZ_CASES["expressions"] = FUZZ_CASES.get("expressions", 0) + 1
     try:
         out = parse_unit_arg(text, model)
     except FvError as exc:

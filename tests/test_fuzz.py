@@ -18,7 +18,8 @@ from fvcli.models import ModelOptions, load_model
 from fvcli.recipe import Recipe, TOP_KEYS, from_dict, load_recipe
 from fvcli.units import Unit, parse_units
 
-CASES: dict[str, int] = {}
+from conftest import FUZZ_CASES as CASES  # printed in pytest's terminal summary
+
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -29,12 +30,6 @@ def model():
 
 def _count(name: str) -> None:
     CASES[name] = CASES.get(name, 0) + 1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report():
-    yield
-    print("\nfuzz cases run: " + ", ".join(f"{k}={v}" for k, v in sorted(CASES.items())))
 
 
 layer_names = st.sampled_from(["mixed4a", "mixed3b_3x3", "conv2d0", "softmax2_pre_activation", "mixed4a_pre_relu",
@@ -124,3 +119,47 @@ def test_cli_set_overrides_exit_0_or_2_with_one_line(items):
     if res.exit_code == 2:
         err = res.stderr.strip() if hasattr(res, "stderr") else res.output.strip()
         assert err.count("\n") == 0 and err.startswith("fv: error:") or "Usage" in err
+
+
+cli_units = st.one_of(
+    st.lists(st.sampled_from(["block2:1", "block3:127", "block3:128", "block9:1", "logit:3", "logit:99", "prob:2",
+                              "dream:block1", "block2:dir=random:3", "block2:0-2", "block2:1@3,3", "demo:logit:1",
+                              "inceptionv1:mixed4a:1", "+", "-", "*", "0.5", "(", ")", " ", "@", ":", "..", "/",
+                              "\x00", "é", "1e999", "nan"]), min_size=1, max_size=5).map("".join),
+    st.text(max_size=16),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cli_units)
+def test_cli_render_units_and_expressions_exit_0_or_2_without_partial_output(tmp_path_factory, text):
+    """`fv render TEXT` end to end on the small demo model: pictures, or one line + exit 2 and no files."""
+    _count("cli-render")
+    out = tmp_path_factory.mktemp("r") / "out"
+    res = CliRunner().invoke(app, ["render", text, "-m", "demo", "--steps", "1", "--size", "16", "-o", str(out),
+                                   "-q", "--device", "cpu"])
+    assert res.exit_code in (0, 2), (text, res.output)
+    assert res.exception is None or isinstance(res.exception, SystemExit), (text, res.exception)
+    if res.exit_code == 2:
+        err = res.output.strip()
+        assert (err.count("\n") == 0 and err.startswith("fv: error:")) or "Usage" in err, (text, err)
+        assert not out.exists(), text  # bad input writes nothing
+    else:
+        assert list(out.glob("*.png")) and list(out.glob("*.json"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(recipes)
+def test_cli_recipe_files_validate_or_exit_2_with_one_line(tmp_path_factory, raw):
+    """Random YAML recipe files through `fv recipe validate`: ok, or one line and exit 2."""
+    _count("cli-recipes")
+    path = tmp_path_factory.mktemp("y") / "recipe.yaml"
+    try:
+        path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    except yaml.YAMLError:
+        return
+    res = CliRunner().invoke(app, ["recipe", "validate", str(path)])
+    assert res.exit_code in (0, 2), res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    if res.exit_code == 2:
+        assert res.output.strip().count("\n") == 0 and "error" in res.output
