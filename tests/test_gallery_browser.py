@@ -1,7 +1,8 @@
 """The sweep gallery in a real browser: headless Chromium opens it from disk (file://, no server), every layer and unit
 appears, every link and image resolves; screenshots are saved under the run directory.
 
-Needs Debian's `chromium` (`make test-browser` installs it with apt-get when it is missing); skipped otherwise.
+Needs Debian's `chromium`: `make test` and `make test-browser` install it with apt-get (as root) when it is missing;
+skipped otherwise, with the reason.
 FV_BROWSER_TEST_OUT=DIR keeps the run (and its screenshots) in DIR instead of a temporary directory.
 """
 from __future__ import annotations
@@ -21,10 +22,10 @@ from fvcli.recipe import load_recipe
 from fvcli.sweep import layer_dir, run_sweep, select_units
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make test-browser` installs "
-                                                          "Debian's chromium with apt-get)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: `make chromium` (run by `make "
+                                                          "test`) installs Debian's with apt-get as root")
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 # A crawler page: starting at the gallery's index it fetches every linked page (XHR on file:// needs

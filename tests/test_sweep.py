@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 from fvcli.cli import app
 from fvcli.errors import FvError
 from fvcli.outputs import read_png
+from fvcli.recipe import from_dict as recipe_from_dict
 from fvcli.recipe import load_recipe
 from fvcli.runner import render_units
 from fvcli.sweep import (
@@ -165,6 +167,24 @@ def test_shard_from_environment():
     for bad in ("3", "2/2", "a/b", "-1/3", "0/0"):
         with pytest.raises(FvError, match="bad shard"):
             parse_shard(bad)
+    with pytest.raises(FvError, match="shard count N must be at least 1"):
+        parse_shard("1/0")
+    # --array=0-14:2 (8 tasks, ids 0, 2, .., 14) and --array=1-8
+    assert shard_from_env({"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2",
+                           "SLURM_ARRAY_TASK_COUNT": "8"}) == (3, 8)
+    assert shard_from_env({"SLURM_ARRAY_TASK_ID": "8", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_STEP": "1",
+                           "SLURM_ARRAY_TASK_COUNT": "8"}) == (7, 8)
+    with pytest.raises(FvError, match="not in the array's range"):
+        shard_from_env({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_COUNT": "8"})
+    with pytest.raises(FvError, match=r"bad SLURM_ARRAY_TASK_ID='x' in the environment"):
+        shard_from_env({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"})
+    with pytest.raises(FvError, match=r"bad FV_SHARD_COUNT='0' in the environment: expected an integer >= 1"):
+        shard_from_env({"JOB_COMPLETION_INDEX": "0", "FV_SHARD_COUNT": "0"})
+    with pytest.raises(FvError, match="SLURM_ARRAY_TASK_COUNT is not"):
+        shard_from_env({"SLURM_ARRAY_TASK_ID": "1"})
+    assert shard_from_env({"SLURM_ARRAY_TASK_ID": "1"}, count=2) == (1, 2)
+    with pytest.raises(FvError, match="--shard-count needs a shard index"):
+        shard_from_env({}, count=2)
 
 
 # -- byte-identity across shards and resumes ---------------------------------------------------------------------
@@ -264,6 +284,83 @@ def test_cli_refuses_a_different_recipe_with_exit_2(tmp_path):
     assert bad.exit_code == 2
     assert "holds a different sweep: recipe hash" in bad.output and "--overwrite" in bad.output
     assert "Traceback" not in bad.output
+    before = json.loads((out / "sweep.json").read_text())["recipe_hash"]
+    over = runner.invoke(app, args + ["--seed", "7", "--overwrite"])
+    assert over.exit_code == 0, over.output
+    assert "1 rendered, 0 already done" in over.output
+    after = json.loads((out / "sweep.json").read_text())["recipe_hash"]
+    assert after != before and after == load_recipe(None, ["model.weights=random:0", "render.size=16", "render.steps=1",
+                                                        "render.seed=7"]).hash()
+
+
+SHARD_ENV = ("FV_SHARD", "FV_SHARD_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
+             "SLURM_ARRAY_TASK_STEP", "JOB_COMPLETION_INDEX")
+
+
+def test_cli_takes_shards_from_slurm_and_kubernetes_env_then_finalizes(tmp_path):
+    out = tmp_path / "sweep"
+    runner = CliRunner()
+    args = ["sweep", "conv2d2:0-3", "-w", "random:0", "--size", "16", "--steps", "1", "-b", "2", "-o", str(out), "-q"]
+
+    def run(extra=(), **env):
+        return runner.invoke(app, args + list(extra), env={k: None for k in SHARD_ENV} | env)
+
+    k8s = run(JOB_COMPLETION_INDEX="1", FV_SHARD_COUNT="2")  # a Kubernetes indexed job, completions 2
+    assert k8s.exit_code == 0, k8s.output
+    assert "shard 1/2: 1 batch(es), 2 units (batch size 2): 2 rendered" in k8s.output and "not complete" in k8s.output
+    fin = runner.invoke(app, ["sweep", "--finalize", "-o", str(out)])
+    assert fin.exit_code == 0 and "2 of 4 units missing" in fin.output
+    slurm = run(SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_MIN="1", SLURM_ARRAY_TASK_COUNT="2")  # --array=1-2
+    assert slurm.exit_code == 0, slurm.output
+    assert "shard 0/2: 1 batch(es), 2 units (batch size 2): 2 rendered" in slurm.output
+    assert "(4 units, complete)" in slurm.output  # the last shard finalizes
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] and sorted((s["shard"], s["of"]) for s in m["shards"]) == [(0, 2), (1, 2)]
+    assert sorted(r["sweep"]["shard"] for r in records(out).values()) == ["0/2", "0/2", "1/2", "1/2"]
+    again = run(["--shard-count", "2"], JOB_COMPLETION_INDEX="1")  # the count from the command line
+    assert again.exit_code == 0 and "shard 1/2" in again.output and "0 rendered, 2 already done" in again.output
+    for env, msg in (({"JOB_COMPLETION_INDEX": "1"}, "set FV_SHARD_COUNT"),
+                     ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "2"}, "index must be in 0-1"),
+                     ({"SLURM_ARRAY_TASK_ID": "one", "SLURM_ARRAY_TASK_COUNT": "2"}, "bad SLURM_ARRAY_TASK_ID='one'")):
+        r = run(**env)
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_makefile_sweep_targets(tmp_path):
+    venv = Path(sys.prefix)  # the venv running the tests; -o: never (re)install it from here
+    make = ["make", "-s", "-C", str(ROOT), f"VENV={venv}", "-o", str(venv / ".fv-installed")]
+    every = subprocess.run(make + ["-n", "sweep-googlenet", "SWEEP_ARGS=--shard 0/4"], capture_output=True, text=True)
+    assert every.returncode == 0, every.stderr
+    assert every.stdout.split()[1:] == ["sweep", "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d",
+                                        "mixed4e", "mixed5a", "mixed5b", "--shard", "0/4"]
+    out = tmp_path / "sweep"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(make + ["sweep", "LAYERS=conv2d2:0-2",
+                               f"SWEEP_ARGS=-w random:0 --size 16 --steps 1 -b 2 --no-finalize -o {out} -q"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 rendered" in r.stdout and not (out / "manifest.json").exists()
+    fin = subprocess.run(make + ["-n", "sweep-finalize", f"SWEEP_ARGS=-o {out}"], capture_output=True, text=True)
+    assert fin.stdout.split() == [str(venv / "bin" / "fv"), "sweep", "--finalize", "-o", str(out)]
+    assert finalize(out)["units"]["done"] == 3
+
+
+def test_batch_size_auto_is_fixed_when_the_directory_is_created(model, recipe, units, tmp_path):
+    from fvcli.runner import CPU_BATCH
+
+    out = tmp_path / "auto"
+    job = prepare_sweep(model, recipe, units, out, batch_size="auto")
+    assert job.batch_size == CPU_BATCH == json.loads((out / "sweep.json").read_text())["batch_size"]
+    assert [len(b.units) for b in job.plan] == [3, 6]  # conv2d2 0-2, mixed3a 0-5: one batch each
+    # a later run with auto (another shard, a resume) takes the directory's batch size; an explicit other one is refused
+    assert prepare_sweep(model, recipe, units, out, batch_size="auto", shard=(1, 2)).batch_size == CPU_BATCH
+    with pytest.raises(FvError, match=rf"batch size {CPU_BATCH} \(this run: 3\)"):
+        prepare_sweep(model, recipe, units, out, batch_size=3)
 
 
 def test_cli_bad_input_exits_2_before_any_work(tmp_path):
@@ -306,17 +403,30 @@ def test_manifest_sheets_and_gallery_contents(reference, units, recipe):
     m = json.loads((reference / "manifest.json").read_text())
     assert m["complete"] and m["units"] == {"expected": 9, "done": 9, "missing": 0, "missing_units": []}
     assert m["sweep"]["recipe_hash"] == recipe.hash() and m["sweep"]["batch_size"] == 4
+    # the resolved recipe: it rebuilds a recipe with the same hash (every output reproducible from the metadata)
+    assert m["recipe"] == recipe.to_dict() and recipe_from_dict(m["recipe"]).hash() == m["sweep"]["recipe_hash"]
     assert m["recipe"]["render"]["steps"] == STEPS and m["devices"] == ["cpu"]
-    assert m["versions"]["torch"] == torch.__version__
-    assert m["timings"]["render_seconds"] > 0 and m["timings"]["units_per_hour_per_process"] > 0
+    assert m["sweep"]["weights"] == "random:0" and len(m["sweep"]["weights_sha256"]) == 64
+    assert m["versions"]["torch"] == torch.__version__ and m["versions"]["fv"]
+    t = m["timings"]
+    assert t["render_seconds"] > 0 and t["units_per_hour_per_process"] == pytest.approx(
+        3600 * 9 / t["render_seconds"], rel=0.01) and t["wall_seconds"] >= 0
     assert [s["shard"] for s in m["shards"]] == [0] and m["shards"][0]["runs"][-1]["status"] == "done"
+    run = m["shards"][0]["runs"][-1]
+    assert run["device"] == "cpu" and run["host"] and run["rendered"] == 9 and run["seconds"] > 0
     assert [(d["layer"], d["units"], d["done"]) for d in m["layers"]] == [("conv2d2", 3, 3), ("mixed3a", 6, 6)]
     mixed = m["layers"][1]
     assert mixed["sprites"] == ["layers/mixed3a/sprites/mixed3a-00000--mixed3a-00005.png"]
     sprite = read_png(reference / mixed["sprites"][0])
     assert sprite.shape[1] == SPRITE * (SIZE + 4) + 4  # 10 tiles wide, as the appendix
     cols, t = sheet_tile(6, SIZE)
-    assert read_png(reference / mixed["sheet"]).shape[1] == cols * (t + 4) + 4
+    sheet = read_png(reference / mixed["sheet"])
+    assert sheet.shape[1] == cols * (t + 4) + 4
+    # channel numbers under the tiles: ink in the label strip of each of the 6 tiles, none past the last one
+    for img, n, tile in ((sheet, 6, t), (sprite, 6, SIZE)):
+        strips = [img[4 + tile: 4 + tile + 14, 4 + c * (tile + 4): 4 + c * (tile + 4) + tile] for c in range(10)]
+        assert [bool((st < 128).any()) for st in strips] == [True] * n + [False] * (10 - n)
+        assert not np.array_equal(strips[0], strips[1])  # "0" and "1"
     # the gallery: index -> layers -> units, every reference resolves to a file
     index = parse_page(reference / "index.html")
     assert index.layers == ["conv2d2", "mixed3a"]
@@ -373,42 +483,54 @@ def _snapshot(out: Path) -> dict[str, int]:
     return found
 
 
-KILL_SPECS = ["mixed3a:0-31", "conv2d2:0-15"]  # 12 batches: long enough to be killed several times
+KILL_SPECS = ["mixed3a:0-31", "conv2d2:0-15"]  # 12 batches of 4
+KILL_STEPS = 12  # ~0.4 s per batch on one thread: each run can be killed mid-batch, with batches left for the next
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(model, recipe, tmp_path):
+def test_sigkill_at_random_moments_then_resume(model, tmp_path):
+    """SIGKILL the sweep several times at random moments (while it renders or writes a batch), then let it finish:
+    no corrupt file ever, every unit exactly once, done units never rewritten, the bytes of an uninterrupted run."""
+    recipe = load_recipe(None, [f"render.steps={KILL_STEPS}", f"render.size={SIZE}", "model.weights=random:0"])
     units = select_units(model, KILL_SPECS)
     reference = tmp_path / "reference"
     run_sweep(model, recipe, units, reference, batch_size=4)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "fvcli.cli", "sweep", *KILL_SPECS, "-w", "random:0", "--steps", str(STEPS),
+    cmd = [sys.executable, "-m", "fvcli.cli", "sweep", *KILL_SPECS, "-w", "random:0", "--steps", str(KILL_STEPS),
            "--size", str(SIZE), "-b", "4", "-o", str(out), "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same bytes as this process
     rng = random.Random(1234)
-    kills, done_before = 0, {}
-    for attempt in range(3):
+    kills, attempts, done_before = 0, 0, {}
+    while kills < 3 and attempts < 8:
+        attempts += 1
         seen = _snapshot(out) if out.exists() else {}
+        # kill once 1-5 new records exist (possibly in the middle of a batch's writes), after 0-0.5 s more
+        # (possibly in the middle of the next batch's optimization)
+        want, delay = len(seen) + rng.randint(1, 5), rng.uniform(0.0, 0.5)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:  # wait for progress, then kill at a random moment
-            if out.exists() and len(_snapshot(out)) > len(seen):
+        while proc.poll() is None and time.monotonic() < deadline:
+            if out.exists() and len(_snapshot(out)) >= want:
                 break
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.8))
+            time.sleep(0.005)
+        time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            kills += 1
         proc.wait()
+        if proc.returncode != -signal.SIGKILL:  # it finished before it could be killed
+            assert proc.returncode == 0
+            break
+        kills += 1
         done_before.update(_snapshot(out))
         # whatever was on disk at the moment of the kill: complete PNGs and parseable records only
         for p in (out / "layers").glob("*/*.png"):
             read_png(p)
         for p in out.rglob("*.json"):
             json.loads(p.read_text())
-    assert kills >= 2
+    assert kills >= 3, f"only {kills} kill(s) in {attempts} runs: the sweep finished too fast"
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
+    assert f"{len(units) - len(done_before)} rendered, {len(done_before)} already done" in final.stdout
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] and m["units"]["done"] == len(units)
     # every unit exactly once: one record and one image each, nothing else, no temporary files
@@ -421,7 +543,7 @@ def test_sigkill_at_random_moments_then_resume(model, recipe, tmp_path):
     after = _snapshot(out)
     assert all(after[k] == ino for k, ino in done_before.items())
     assert pngs(out) == pngs(reference)  # and the pictures are those of the uninterrupted run
-    assert len({run["pid"] for s in m["shards"] for run in s["runs"]}) == 4  # 3 attempts + the final run
+    assert len({run["pid"] for s in m["shards"] for run in s["runs"]}) == attempts + 1  # every run, and the last
 
 
 def test_time_limit_and_a_busy_shard_do_no_work(model, recipe, units, tmp_path):
