@@ -23,6 +23,23 @@ test: $(STAMP) chromium
 clean:
 	rm -rf out runs .pytest_cache
 
+# The offline demo (README's first command): fv's own demo model, shipped in the package (fvcli/weights), nothing
+# downloaded. A sweep with the default recipe at the model's native 64 px: the 12 class logits and every channel of
+# DEMO_LAYER, then contact sheets and the HTML gallery. Resumable (rerun to continue); DEMO_ARGS adds fv options.
+DEMO_OUT ?= runs/demo
+DEMO_LAYER ?= block3
+DEMO_ARGS ?=
+demo: $(STAMP)
+	$(FV) sweep logit:all $(DEMO_LAYER) --model demo --size 64 --out $(DEMO_OUT) $(DEMO_ARGS)
+	@echo "class visualizations: $(DEMO_OUT)/layers/fc/logit-000NN.png (sheet: $(DEMO_OUT)/layers/fc/sheet.png)"
+	@echo "channels of $(DEMO_LAYER): $(DEMO_OUT)/layers/$(DEMO_LAYER)/sheet.png"
+	@echo "gallery: open $(DEMO_OUT)/index.html in a browser"
+	@echo "next, GoogLeNet (downloads its weights once): $(VENV)/bin/fv weights fetch inceptionv1 && $(VENV)/bin/fv render mixed4a:11"
+
+# Retrain the demo model and its judge (scripts/train_demo_model.py; deterministic, a few minutes on 2 cores).
+demo-model: $(STAMP)
+	$(PY) scripts/train_demo_model.py $(DEMO_MODEL_ARGS)
+
 # Benchmark environment: the project's venv plus torch-lucent (the peer), kept out of the project's own venv.
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.ok: $(STAMP)

@@ -31,7 +31,10 @@ For speed the pass runs on a copy of the network with BatchNorm folded into the 
 
 Outputs per unit: OUT/<unit key>.examples.json (paths, activations, crop boxes, model, weights sha256) and
 OUT/<unit key>.examples.png (rows: maximum, slightly positive, slightly negative, minimum); the unit key is the one
-`fv render` and `fv sweep` use for OUT/<unit key>.json. Plus OUT/examples-summary.json for the pass.
+`fv render` and `fv sweep` use for OUT/<unit key>.json. Plus OUT/examples-summary.json for the pass. When OUT is a
+sweep's directory (it has sweep.json), each unit's files go beside its render, OUT/layers/<layer>/, and
+`refresh_sweep_gallery` rebuilds the gallery, whose unit pages then show the optimized images and the dataset
+examples side by side.
 """
 from __future__ import annotations
 
@@ -709,10 +712,34 @@ def examples_grid(rec: dict, tile: int = 96, cache: _ImageCache | None = None) -
     return grid(tiles, labels, cols=cols, tile=tile, rows_labels=[r[0] for r in rows])
 
 
+def is_sweep_dir(out: Path) -> bool:
+    """True when `out` is an `fv sweep` directory (examples then go beside each unit's render)."""
+    return (Path(out) / "sweep.json").is_file()
+
+
+def examples_dir(out: Path, unit: Unit) -> Path:
+    """Where a unit's KEY.examples.{json,png} go: OUT, or OUT/layers/<layer>/ in a sweep's directory."""
+    if is_sweep_dir(out):
+        from .sweep import layer_dir
+
+        return layer_dir(out, unit.layer)
+    return Path(out)
+
+
+def refresh_sweep_gallery(out: Path) -> dict | None:
+    """Rebuild a sweep directory's sheets, manifest and gallery so that its unit pages show the dataset examples
+    just written; the manifest, or None when `out` is no sweep directory."""
+    if not is_sweep_dir(out):
+        return None
+    from .sweep import finalize
+
+    return finalize(Path(out))
+
+
 def write_examples(out: Path, res: ExamplesResult, on_unit: Callable[[int], None] | None = None,
                    pngs: bool = True) -> dict:
-    """Write OUT/<key>.examples.json (+ .png) for every unit and OUT/examples-summary.json; remove the checkpoint.
-    Returns the summary."""
+    """Write <key>.examples.json (+ .png) for every unit (in OUT, or beside the renders in a sweep's directory: see
+    `examples_dir`) and OUT/examples-summary.json; remove the checkpoint. Returns the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sizes: dict[int, tuple[int, int]] = {}
@@ -720,12 +747,13 @@ def write_examples(out: Path, res: ExamplesResult, on_unit: Callable[[int], None
     written = []
     for j, u in enumerate(res.units):
         rec = unit_examples(res, j, sizes)
+        d = examples_dir(out, u)
         if pngs:
-            atomic_write_bytes(out / f"{u.key}.examples.png", png_bytes(examples_grid(rec, res.settings.tile, cache)))
+            atomic_write_bytes(d / f"{u.key}.examples.png", png_bytes(examples_grid(rec, res.settings.tile, cache)))
         else:
             rec.pop("examples_png")
-        atomic_write_json(out / f"{u.key}.examples.json", rec)
-        written.append(f"{u.key}.examples.json")
+        atomic_write_json(d / f"{u.key}.examples.json", rec)
+        written.append((d / f"{u.key}.examples.json").relative_to(out).as_posix())
         if on_unit is not None:
             on_unit(j)
     st = res.state

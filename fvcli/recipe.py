@@ -189,6 +189,11 @@ _STEP_KINDS = ("pad", "jitter", "scale", "rotate", "crop")
 
 
 def _num(v: Any, path: str, lo: float, hi: float, integer: bool = False) -> float:
+    if isinstance(v, str) and not integer:  # YAML 1.1 reads exponents without a dot (1e-4) as strings
+        try:
+            v = float(v)
+        except ValueError:
+            pass
     ok = isinstance(v, int) if integer else isinstance(v, (int, float))
     if isinstance(v, bool) or not ok or (isinstance(v, float) and not math.isfinite(v)):
         raise FvError(f"recipe key {path}: expected {'an integer' if integer else 'a number'}, got {v!r}")

@@ -1,7 +1,9 @@
-"""The demo data generator and the shipped demo weights: determinism, value ranges, accuracy, independence."""
+"""The demo model: the data generator, the shipped weights (accuracy, independence of the judge), deterministic
+training, render quality measured against the judge, and `make demo` offline."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from fvcli.models.demo_net import build_demo_net, preprocess
 
 HELD_OUT_SEED = 31_337  # training uses seeds >= 10,000,000 and EVAL_SEED 7,654,321 (scripts/train_demo_model.py)
 MIN_ACCURACY = 0.95
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_generate_is_deterministic_per_seed():
@@ -130,3 +133,118 @@ def test_registry_loads_demo_with_its_layers():
     assert model.catalog["block4"].spatial == (8, 8)
     judge = load_model(ModelOptions("demo", str(JUDGE_WEIGHTS)), "cpu")
     assert judge.weights_sha256 != model.weights_sha256
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training is deterministic (scripts/train_demo_model.py reproduces the shipped files bit for bit with the same torch,
+# thread count and CPU; a full run takes minutes, so the test trains a few steps twice)
+
+
+def _train_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_demo_model", ROOT / "scripts" / "train_demo_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_training_is_deterministic_and_seeds_are_independent():
+    t = _train_script()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, _, _ = t.train(0, 6, 16, log_every=0)
+        b, _, _ = t.train(0, 6, 16, log_every=0)
+        c, _, _ = t.train(1, 6, 16, log_every=0)
+    finally:
+        torch.set_num_threads(before)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not any(torch.equal(sa[k], sc[k]) for k in sa)
+    # model and judge never see the same training images, nor the held-out ones
+    xa, _ = t.train_batch(0, 0, 8)
+    xc, _ = t.train_batch(1, 0, 8)
+    assert not torch.equal(xa, xc)
+    assert t.DATA_SEED_STRIDE > max(t.EVAL_SEED, HELD_OUT_SEED)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Render quality: the article's recipe transfers to the judge, plain pixel optimization does not (fvcli/quality.py;
+# the full table is scripts/bench_quality.py)
+
+# Measured with these settings (12 classes x 2 seeds, 128 steps, 64 px, 1 thread): see the thresholds below.
+QUALITY_STEPS = 128
+ARTICLE_MIN_TRANSFER = 0.55
+PIXEL_MAX_TRANSFER = 0.35
+MIN_GAP = 0.25
+
+
+def test_article_recipe_transfers_to_the_judge_and_pixel_optimization_does_not():
+    from fvcli.models import ModelOptions, load_model
+    from fvcli.quality import VARIANTS, measure
+
+    model = load_model(ModelOptions("demo"), "cpu")
+    judge = load_model(ModelOptions("demo", str(JUDGE_WEIGHTS)), "cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        classes = list(range(len(DEMO_CLASSES)))
+        article = measure(model, judge, "article", VARIANTS["article (full)"], classes, QUALITY_STEPS, 64, seeds=2)
+        pixel = measure(model, judge, "pixel", VARIANTS["pixel"], classes, QUALITY_STEPS, 64, seeds=2)
+    finally:
+        torch.set_num_threads(before)
+    assert article.renders == pixel.renders == 24
+    assert article.transfer >= ARTICLE_MIN_TRANSFER, article
+    assert pixel.transfer <= PIXEL_MAX_TRANSFER, pixel
+    assert article.transfer - pixel.transfer >= MIN_GAP
+    # both fool the model that renders them; only the article's images lack the high-frequency noise
+    assert pixel.own_conf > 0.5 and article.own_conf > 0.5
+    assert article.hf_energy < 0.5 * pixel.hf_energy
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `make demo` offline: the Makefile's own target, with tiny settings, without network (a network namespace with no
+# interfaces when `unshare -n` works, e.g. as root; else dead proxies) and with an empty torch cache
+
+
+def _offline_prefix() -> list[str]:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare"):
+        try:
+            if subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0:
+                return ["unshare", "-n"]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return []
+
+
+def test_make_demo_runs_offline(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = tmp_path / "demo"
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home"), "OMP_NUM_THREADS": "1",
+           **{k: "http://127.0.0.1:9" for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}}
+    fv = f"{sys.executable} -m fvcli.cli"
+    cmd = _offline_prefix() + [
+        "make", "-s", "-C", str(ROOT), "-o", ".venv/.fv-installed", "demo", f"FV={fv}", f"DEMO_OUT={out}",
+        "DEMO_LAYER=block1", "DEMO_ARGS=--steps 4 -q"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert f"gallery: {out / 'index.html'}" in p.stdout
+    assert f"{out}/layers/block1/sheet.png" in p.stdout and "/fv weights fetch inceptionv1" in p.stdout
+    for c in range(len(DEMO_CLASSES)):
+        assert (out / "layers" / "fc" / f"logit-{c:05d}.png").is_file()
+    assert len(list((out / "layers" / "block1").glob("block1-000*.png"))) == 32  # every channel of block1
+    assert (out / "layers" / "block1" / "sheet.png").is_file() and (out / "index.html").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["units"]["done"] == 12 + 32
+    assert manifest["recipe"]["render"]["size"] == 64 and manifest["sweep"]["model"] == "demo"
+    assert not (tmp_path / "torch_home").exists()  # nothing was fetched or cached

@@ -475,3 +475,47 @@ def test_recipe_form(folder, tmp_path, cli, mobilenet):
     assert rec["images_dir"] == str(folder.resolve())
     r = cli("examples", "--recipe", recipe, "--set", "examples.spectrum=[0.7, 0.3]", "-o", out)
     assert r.exit_code == 2 and "spectrum" in r.output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Beside a sweep's renders (the offline demo model: no ../shared needed)
+
+
+def test_examples_in_a_sweep_dir_go_beside_the_renders_and_into_the_gallery(tmp_path, cli):
+    """`fv examples --out SWEEP_DIR` writes each unit's examples into layers/<layer>/ next to its render and rebuilds
+    the gallery: a unit page shows the optimized image and the dataset examples; a unit with no render gets none."""
+    from fvcli.demo_data import DEMO_CLASSES, make_batch
+
+    imgs = tmp_path / "imgs"
+    x, y = make_batch(24, 48, seed=5)
+    for i in range(len(y)):
+        d = imgs / DEMO_CLASSES[int(y[i])]  # ImageFolder layout
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(d / f"{i:02d}.png")
+    sweep = tmp_path / "sweep"
+    r = cli("sweep", "demo:block2:0-1", "logit:0", "--model", "demo", "--steps", 4, "--size", 32, "-b", 4, "-q",
+            "-o", sweep)
+    assert r.exit_code == 0, r.output
+    r = cli("examples", imgs, "block2:0-2", "logit:0", "prob:stripes_90", "--model", "demo", "-k", 3, "-j", 0, "-q",
+            "-o", sweep)
+    assert r.exit_code == 0, r.output
+    assert f"gallery: {sweep / 'index.html'}" in r.output
+    layer = sweep / "layers" / "block2"
+    for key in ("block2-00000", "block2-00001", "block2-00002"):
+        assert (layer / f"{key}.examples.png").is_file() and (layer / f"{key}.examples.json").is_file()
+        assert not (sweep / f"{key}.examples.json").exists()
+    page = (layer / "block2-00001.html").read_text()
+    assert 'src="block2-00001.png"' in page or "block2-00001" in page
+    assert 'src="block2-00001.examples.png"' in page and "dataset examples" in page
+    assert not (layer / "block2-00002.html").exists()  # examples alone make no unit page: the sweep did not render it
+    logit = (sweep / "layers" / "fc" / "logit-00000.html").read_text()
+    assert 'src="logit-00000.examples.png"' in logit
+    # the class-2 probability's top examples are the two vertical-stripe images: the demo model knows its classes
+    rec = json.loads((sweep / "layers" / "fc" / "prob-00002.examples.json").read_text())
+    assert all(e["relpath"].startswith("stripes_90/") for e in rec["top"][:2]), [e["relpath"] for e in rec["top"]]
+    s = json.loads((sweep / "examples-summary.json").read_text())
+    assert "layers/block2/block2-00000.examples.json" in s["records"]
+    # a plain output directory keeps the flat layout
+    flat = tmp_path / "flat"
+    r = cli("examples", imgs, "block2:0", "--model", "demo", "-j", 0, "-q", "-o", flat)
+    assert r.exit_code == 0 and (flat / "block2-00000.examples.json").is_file() and "gallery:" not in r.output

@@ -165,3 +165,14 @@ def test_units_from_the_recipe_file(cli, tmp_path):
     r = cli("render", "-q", "-r", f, "-o", tmp_path / "out")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "mixed4a-00003.png").is_file()
+
+
+def test_exponent_numbers_without_a_dot(tmp_path):
+    """YAML 1.1 reads `1e-4` (no dot) as a string; a number key takes it as the number it spells."""
+    r = load_recipe(None, ["regularizers.l1=1e-4", "render.lr=5E-2"])
+    assert (r.regularizers.l1, r.render.lr) == (1e-4, 0.05)
+    assert load_recipe(str(write(tmp_path / "e.yaml", "regularizers: {tv: 2.5e-3, blur: 1e-1}\n"))).regularizers.tv == 2.5e-3
+    with pytest.raises(FvError, match="render.lr: expected a number, got 'fast'"):
+        load_recipe(None, ["render.lr=fast"])
+    with pytest.raises(FvError, match="render.steps"):
+        load_recipe(None, ["render.steps=1e2"])  # integers stay integers
