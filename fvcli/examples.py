@@ -110,8 +110,8 @@ def parse_example_units(texts: Sequence[str], model: LoadedModel) -> list[Unit]:
     out: list[Unit] = []
     for text in texts:
         _, body = split_model_prefix(text.strip())
-        if ":" not in body and body in model.catalog:
-            out += parse_units(f"{body}:all", model)
+        if ":" not in body:  # a bare layer: every channel (an unknown name gets the valid layers)
+            out += parse_units(f"{model.layer(body).name}:all", model)
         else:
             out += parse_units(text, model)
     return list(dict.fromkeys(out))

@@ -173,10 +173,13 @@ def test_training_is_deterministic_and_seeds_are_independent():
 # Render quality: the article's recipe transfers to the judge, plain pixel optimization does not (fvcli/quality.py;
 # the full table is scripts/bench_quality.py)
 
-# Measured with these settings (12 classes x 2 seeds, 128 steps, 64 px, 1 thread): see the thresholds below.
+# Measured with these settings (12 classes x 2 seeds = 24 renders, 128 steps, 64 px; 1 and 2 threads alike): article
+# transfer 0.625 (15/24), pixel 0.167 (4/24), gap 0.46; HF energy 0.128 vs 0.728. The bars leave 2 renders of margin
+# for the article, 4 for pixel. At 512 steps x 4 seeds (scripts/bench_quality.py) the article transfers 0.56, pixel
+# 0.17.
 QUALITY_STEPS = 128
-ARTICLE_MIN_TRANSFER = 0.55
-PIXEL_MAX_TRANSFER = 0.35
+ARTICLE_MIN_TRANSFER = 0.55  # a majority of the 24 renders: >= 14
+PIXEL_MAX_TRANSFER = 0.35  # <= 8
 MIN_GAP = 0.25
 
 
@@ -248,3 +251,27 @@ def test_make_demo_runs_offline(tmp_path):
     assert manifest["complete"] and manifest["units"]["done"] == 12 + 32
     assert manifest["recipe"]["render"]["size"] == 64 and manifest["sweep"]["model"] == "demo"
     assert not (tmp_path / "torch_home").exists()  # nothing was fetched or cached
+
+
+def test_channels_silent_at_a_grey_start_still_render():
+    """Most block3 channels are zero for a grey image (though alive on data): the demo model uses lucid's redirected
+    ReLU for the first steps, so their renders do not stay grey (they did before: 79 of 128 grey tiles)."""
+    from fvcli.models import Capture, ModelOptions, load_model
+    from fvcli.recipe import load_recipe
+    from fvcli.runner import run_batch
+    from fvcli.units import Unit
+
+    model = load_model(ModelOptions("demo"), "cpu")
+    assert model.redirect_relu
+    with torch.no_grad(), Capture(model, ["block3"]) as cap:
+        grey = cap(model.preprocess.apply(torch.full((1, 3, 64, 64), 0.5)))["block3"]
+    silent = torch.nonzero(grey.amax(dim=(0, 2, 3)) <= 0).flatten().tolist()
+    assert len(silent) > 16
+    rec = load_recipe(None, ["render.steps=48", "render.size=64", "model.name=demo"])
+    units = [Unit("channel", "block3", c) for c in silent[:8]]
+    res = run_batch(model, rec, units)
+    imgs = res.snapshots[-1].images
+    assert (imgs.flatten(1).std(1) > 0.05).all(), imgs.flatten(1).std(1)
+    with torch.no_grad(), Capture(model, ["block3"]) as cap:
+        acts = cap(model.preprocess.apply(imgs))["block3"]
+    assert all(acts[i, c].mean() > 0 for i, c in enumerate(silent[:8]))

@@ -519,3 +519,20 @@ def test_examples_in_a_sweep_dir_go_beside_the_renders_and_into_the_gallery(tmp_
     flat = tmp_path / "flat"
     r = cli("examples", imgs, "block2:0", "--model", "demo", "-j", 0, "-q", "-o", flat)
     assert r.exit_code == 0 and (flat / "block2-00000.examples.json").is_file() and "gallery:" not in r.output
+
+
+def test_bad_units_name_the_valid_choices(tmp_path, cli):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(synthetic_image(0)).save(d / "a.png")
+    for args, words in ((["block9"], ["unknown layer 'block9'", "did you mean: block4", "main layers: block1"]),
+                        (["block3:200"], ["channel 200 out of range for layer block3: valid 0-127"]),
+                        (["logit:zebra"], ["unknown class 'zebra'", "valid: stripes_0, stripes_45", "index 0-11"]),
+                        (["block3", "--reduce", "median"], ["examples.reduce", "max, mean"])):
+        r = cli("examples", d, *args, "--model", "demo", "-q", "-o", tmp_path / "out")
+        assert r.exit_code == 2, (args, r.output)
+        line = r.output.strip()
+        assert "\n" not in line and "Traceback" not in line
+        for w in words:
+            assert w in line, line
+    assert not (tmp_path / "out").exists()  # nothing written before the input is validated

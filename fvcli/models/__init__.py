@@ -147,7 +147,8 @@ class LoadedModel:
         norm = {lab.lower().replace(" ", "_"): i for i, lab in enumerate(self.labels)}
         key = cls.lower().replace(" ", "_")
         if key not in norm:
-            raise FvError(f"unknown class {cls!r} for model {self.name}{did_you_mean(key, norm)}")
+            raise FvError(f"unknown class {cls!r} for model {self.name}{did_you_mean(key, norm)}; valid: "
+                          f"{summarize_choices(self.labels)} or an index 0-{n - 1}")
         return norm[key]
 
     def label(self, i: int) -> str | None:

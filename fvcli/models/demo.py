@@ -50,7 +50,9 @@ register(ModelSpec(
     logits_layer="fc",
     default_weights=None,
     layer_paths=None,
-    redirect_relu_default=False,
+    # A grey start leaves ~60% of block3's and block4's channels at zero (alive on data, dead at grey): without
+    # lucid's redirected ReLU for the first steps their renders stay grey.
+    redirect_relu_default=True,
     labels=_labels,
     builtin_weights=MODEL_WEIGHTS,
 ))
