@@ -58,6 +58,7 @@ class RenderRecipe:
     device: str = field(default="auto", metadata=_bounds(choices=("auto", "cpu", "cuda")))
     channels_last: bool = True
     precision: str = field(default="fp32", metadata=_bounds(choices=("fp32", "bf16", "fp16")))  # CUDA only
+    compile: bool = False  # torch.compile the step (for CUDA; slower on the CPU); not hashed: same pictures
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ class Recipe:
         r, p = self.render, self.param
         return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
                             decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
-                            transforms=self.transforms, channels_last=r.channels_last, precision=r.precision)
+                            transforms=self.transforms, channels_last=r.channels_last, precision=r.precision,
+                            compile=r.compile)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -157,6 +159,7 @@ class Recipe:
         d = self.to_dict()
         d["render"].pop("batch_size")
         d["render"].pop("device")
+        d["render"].pop("compile")  # same pictures up to float rounding, like the device
         d.pop("units")
         d.pop("examples")
         for name, cls in (("variants", VariantsRecipe), ("interpolation", InterpolationRecipe)):

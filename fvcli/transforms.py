@@ -110,7 +110,10 @@ class Schedule:
         return Schedule(theta.float().to(device), pad_value(chain))
 
     def apply(self, image: torch.Tensor, step: int) -> torch.Tensor:  # (B, 3, H, W) -> same
-        theta = self.thetas[step].to(image.dtype)
+        return self.warp(image, self.thetas[step])
+
+    def warp(self, image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W), (B, 2, 3) -> image
+        theta = theta.to(image.dtype)
         grid = F.affine_grid(theta, list(image.shape), align_corners=False)
         return F.grid_sample(image - self.fill, grid, mode="bilinear", padding_mode="zeros",
                              align_corners=False) + self.fill

@@ -5,6 +5,9 @@
 the *redirected* gradient instead: the incoming gradient passes through, except where descending it would push an
 already-negative input further down (lucid `misc/redirected_relu_grad.py`). The rule is written with `torch.where`
 only, so it costs a few element-wise kernels instead of lucent's boolean indexing.
+
+`StemConv2d` is an `nn.Conv2d` (same parameters, same forward) for a network's first, strided convolution on the
+RGB image, whose input gradient is computed through a space-to-depth rewrite (see its docstring).
 """
 from __future__ import annotations
 
@@ -131,3 +134,83 @@ class LocalResponseNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         return _LrnFn.apply(x, self.band(x.shape[1], x), self.k, self.beta)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The image-facing strided convolution
+
+
+def space_to_depth_weight(w: torch.Tensor, stride: int) -> torch.Tensor:
+    """(O, C, k, k) stride-s kernel -> the (O, C*s*s, K/s, K/s) stride-1 kernel of the same convolution applied to
+    `pixel_unshuffle(x, s)` (K = k rounded up to a multiple of s; the extra taps are zero). Channel c*s*s + dy*s + dx
+    of the rewritten input holds pixel (s*i + dy, s*j + dx) of channel c, as `F.pixel_unshuffle` orders them."""
+    o, c, kh, kw = w.shape
+    kh2, kw2 = -(-kh // stride) * stride, -(-kw // stride) * stride
+    w = F.pad(w, (0, kw2 - kw, 0, kh2 - kh))
+    w = w.view(o, c, kh2 // stride, stride, kw2 // stride, stride).permute(0, 1, 3, 5, 2, 4)
+    return w.reshape(o, c * stride * stride, kh2 // stride, kw2 // stride)
+
+
+class _StemConvFn(torch.autograd.Function):
+    """Frozen-weight strided convolution; backward gives the input gradient only, via space-to-depth."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                padding: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(weight)
+        ctx.stride, ctx.padding, ctx.in_shape = stride, padding, x.shape
+        return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        (weight,) = ctx.saved_tensors
+        s, p = ctx.stride, ctx.padding
+        h, w = ctx.in_shape[-2] + 2 * p, ctx.in_shape[-1] + 2 * p  # the padded input the conv read
+        ws = space_to_depth_weight(weight, s).to(memory_format=_fmt(g))
+        gs = F.conv_transpose2d(g, ws)  # (B, C*s*s, H'/s, W'/s): gradient of the unshuffled, padded input
+        gx = F.pixel_shuffle(gs, s)  # (B, C, H', W'), H' >= the rows the conv can read
+        # Rows/columns past H' were never read (zero gradient); those past h belong to no input pixel.
+        gx = F.pad(gx, (0, max(0, w - gx.shape[-1]), 0, max(0, h - gx.shape[-2])))[..., :h, :w]
+        if p:
+            gx = gx[..., p : h - p, p : w - p]
+        return gx.contiguous(memory_format=_fmt(g)), None, None, None, None
+
+
+class StemConv2d(nn.Conv2d):
+    """A network's first convolution (few input channels, stride > 1), with a faster input gradient.
+
+    oneDNN's backward-data kernel for a strided convolution with 3 input channels runs at a fraction of the machine's
+    speed (measured: 5x slower than the forward on this project's CPU; ~15 % of an InceptionV1 step at mixed4a).
+    The same convolution is a stride-1 one on `pixel_unshuffle(x, s)` (C*s*s channels, kernel ceil(k/s)), whose
+    input gradient is a stride-1 transposed convolution followed by `pixel_shuffle`: 2.4x faster, same values to
+    float rounding. The forward is the ordinary strided convolution. Used only while the weights are frozen and the
+    input needs a gradient (feature visualization); otherwise exactly `nn.Conv2d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = (torch.is_grad_enabled() and x.requires_grad and not self.weight.requires_grad
+                and (self.bias is None or not self.bias.requires_grad))
+        if not fast:
+            return super().forward(x)
+        return _StemConvFn.apply(x, self.weight, self.bias, self.stride[0], self.padding[0])
+
+    @staticmethod
+    def eligible(m: nn.Module) -> bool:
+        return (type(m) is nn.Conv2d and m.in_channels <= 4 and m.groups == 1 and m.stride[0] == m.stride[1] > 1
+                and m.dilation == (1, 1) and isinstance(m.padding, tuple) and m.padding[0] == m.padding[1]
+                and m.padding_mode == "zeros")
+
+
+def install_stem_conv(net: nn.Module) -> int:
+    """Replace every eligible `nn.Conv2d` (image-facing: <= 4 input channels, square stride > 1) by a StemConv2d
+    sharing its parameters (state_dict keys unchanged). Returns the count."""
+    count = 0
+    for name, child in list(net.named_children()):
+        if StemConv2d.eligible(child):
+            new = StemConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
+                             bias=child.bias is not None, device="meta")
+            new.weight, new.bias = child.weight, child.bias
+            setattr(net, name, new)
+            count += 1
+        else:
+            count += install_stem_conv(child)
+    return count

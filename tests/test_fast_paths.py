@@ -1,0 +1,140 @@
+"""The performance paths compute what the plain ones compute: the space-to-depth stem convolution, the optional
+torch.compile of the step, and the recipe switch for it. (Speed itself is measured by scripts/bench_render.py.)"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fvcli import render as render_mod
+from fvcli.models import ModelOptions, load_model
+from fvcli.models.layers import StemConv2d, install_stem_conv, space_to_depth_weight
+from fvcli.objectives import Channel, PerImage
+from fvcli.render import LoopSettings, compile_step, render_batch
+from fvcli.transforms import ARTICLE
+
+from conftest import tiny_recipe
+
+
+@pytest.mark.parametrize("cin,k,stride,pad,size", [
+    (3, 7, 2, 0, 37),  # InceptionV1's conv2d0 (after its TF-SAME pad: 229 at 224 px; 37 at 32 px)
+    (3, 7, 2, 3, 32),  # torchvision GoogLeNet / ResNet stems
+    (3, 7, 2, 3, 33),  # odd size: the last row/column is read by no window
+    (3, 3, 2, 1, 33),
+    (1, 5, 3, 2, 31),   # kernel not a multiple of the stride
+    (4, 4, 2, 1, 17),
+])
+def test_stem_conv_forward_and_input_gradient_equal_the_plain_convolution(cin, k, stride, pad, size):
+    torch.manual_seed(0)
+    plain = nn.Conv2d(cin, 16, k, stride, pad).double().requires_grad_(False)
+    holder = nn.Sequential(nn.Conv2d(cin, 16, k, stride, pad))
+    holder[0].load_state_dict(plain.state_dict())
+    assert install_stem_conv(holder) == 1
+    stem = holder[0].double().requires_grad_(False)
+    assert isinstance(stem, StemConv2d)
+    x = torch.randn(2, cin, size, size, dtype=torch.float64, requires_grad=True)
+    y, y_ref = stem(x), plain(x)
+    g = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, g)
+    (gx_ref,) = torch.autograd.grad(y_ref, x, g)
+    assert torch.equal(y, y_ref)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-12, atol=1e-12)
+    small = torch.randn(1, cin, k + 2, k + 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(stem, (small,), fast_mode=True)
+
+
+def test_stem_conv_keeps_channels_last_and_float32_values():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 64, 7, 2).requires_grad_(False)
+    stem = StemConv2d(3, 64, 7, 2).requires_grad_(False)
+    stem.load_state_dict(conv.state_dict())
+    x = torch.randn(4, 3, 229, 229).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = stem(x)
+    g = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
+    (gx,) = torch.autograd.grad(y, x, g)
+    (gx_ref,) = torch.autograd.grad(conv(x), x, g)
+    assert gx.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_stem_conv_is_a_plain_conv_when_weights_train():
+    """Weight gradients are not computed by the fast path, so it must step aside when they are wanted."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 7, 2, 3)
+    stem = StemConv2d(3, 8, 7, 2, 3)
+    stem.load_state_dict(conv.state_dict())
+    x = torch.randn(1, 3, 32, 32)
+    stem(x).square().sum().backward()
+    conv(x).square().sum().backward()
+    torch.testing.assert_close(stem.weight.grad, conv.weight.grad)
+    torch.testing.assert_close(stem.bias.grad, conv.bias.grad)
+
+
+def test_space_to_depth_weight_is_the_same_convolution():
+    torch.manual_seed(0)
+    w = torch.randn(5, 3, 7, 7, dtype=torch.float64)
+    x = torch.randn(1, 3, 230, 230, dtype=torch.float64)
+    ref = F.conv2d(x, w, stride=2)  # (1, 5, 112, 112)
+    s2d = F.conv2d(F.pixel_unshuffle(x, 2), space_to_depth_weight(w, 2))  # (1, 5, 112, 112)
+    torch.testing.assert_close(s2d, ref)
+
+
+def test_models_get_the_stem_conv_with_unchanged_state_dict_keys(iv1):
+    assert isinstance(iv1.net.conv2d0_pre_relu_conv, StemConv2d)
+    assert sum(isinstance(m, StemConv2d) for m in iv1.net.modules()) == 1  # only the image-facing conv
+    assert "conv2d0_pre_relu_conv.weight" in iv1.net.state_dict()
+    assert not StemConv2d.eligible(nn.Conv2d(64, 64, 3, 2))  # deeper strided convs keep oneDNN's path
+    assert not StemConv2d.eligible(nn.Conv2d(3, 64, 3, 1))
+
+
+def _render(model, steps=3, **kw):
+    obj = PerImage((Channel("mixed3a", 0), Channel("mixed3a", 5)))
+    s = LoopSettings(steps=steps, size=48, transforms=ARTICLE, **kw)
+    return list(render_batch(model, obj, [1, 2], s))[-1]
+
+
+def test_compile_is_off_by_default_and_the_identity_then():
+    fn = lambda x: x  # noqa: E731
+    assert compile_step(fn, torch.device("cuda"), False) is fn
+    assert LoopSettings().compile is False
+    assert tiny_recipe().render.compile is False
+
+
+def test_compile_wraps_the_step_and_warns_on_cpu(monkeypatch, caplog, iv1):
+    calls = []
+
+    def fake_compile(fn, **kw):
+        calls.append(kw)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    with caplog.at_level(logging.WARNING, logger="fvcli.render"):
+        snap = _render(iv1, compile=True)
+    assert calls == [{"backend": "inductor", "dynamic": False}]
+    assert "slower than eager on the CPU" in caplog.text
+    torch.testing.assert_close(snap.images, _render(iv1).images)
+
+
+def test_compiled_step_traces_the_whole_loop_and_gives_the_same_images(monkeypatch, iv1):
+    """A real dynamo trace (the 'eager' backend: no code generation, so it is fast on the CPU) through hooks,
+    truncation, the redirected-ReLU switch (steps 1-16 vs 17+) and per-image objectives."""
+    torch._dynamo.reset()
+    real = compile_step
+    monkeypatch.setattr(render_mod, "compile_step", lambda fn, dev, on, backend="inductor": real(fn, dev, on, "eager"))
+    eager = _render(iv1, steps=18)
+    compiled = _render(iv1, steps=18, compile=True)
+    torch.testing.assert_close(compiled.images, eager.images, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(compiled.scores, eager.scores, rtol=1e-4, atol=1e-4)
+    torch._dynamo.reset()
+
+
+def test_compile_recipe_key_parses_and_does_not_change_the_hash():
+    on = tiny_recipe("render.compile=true")
+    off = tiny_recipe()
+    assert on.render.compile is True and on.loop_settings().compile is True
+    assert on.hash() == off.hash()
+    assert replace(off.render, compile=True) == on.render
