@@ -270,6 +270,14 @@ class PerImage(Objective):
 
     def score(self, acts: Acts, image: torch.Tensor) -> torch.Tensor:
         assert image.shape[0] == len(self.objectives), "one objective per image"
+        objs = self.objectives
+        if all(type(o) is Channel for o in objs) and len({o.layer for o in objs}) == 1:
+            # A sweep's batch: one gather instead of B slices, whose backward would fill and add B full-size
+            # gradients (O(B^2) memory traffic). Per image the values are the same as Channel.score's.
+            a = acts[objs[0].layer]
+            idx = torch.tensor([o.channel for o in objs], device=a.device)
+            sel = a[torch.arange(len(objs), device=a.device), idx]  # (B, H, W) or (B,)
+            return sel.flatten(1).mean(1) if sel.dim() > 1 else sel
         rows = []
         for b, obj in enumerate(self.objectives):
             sub = {k: v[b : b + 1] for k, v in acts.items()}

@@ -33,7 +33,7 @@ def to_rgb(t: torch.Tensor, decorrelate: bool, sigmoid: bool) -> torch.Tensor:
     """(B, 3, H, W) unconstrained -> (B, 3, H, W) in [0, 1]."""
     if decorrelate:
         m = torch.as_tensor(COLOR_CORRELATION_NORMALIZED, dtype=t.dtype, device=t.device)
-        t = F.conv2d(t, m[:, :, None, None])  # rgb = M @ t per pixel, as a 1x1 convolution
+        t = torch.matmul(m, t.flatten(2)).view(t.shape)  # rgb = M @ t per pixel: (3, 3) @ (B, 3, H*W)
     if sigmoid:
         return torch.sigmoid(t)
     mean = torch.tensor(COLOR_MEAN, dtype=t.dtype, device=t.device).view(1, 3, 1, 1)

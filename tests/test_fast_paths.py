@@ -138,3 +138,22 @@ def test_compile_recipe_key_parses_and_does_not_change_the_hash():
     assert on.render.compile is True and on.loop_settings().compile is True
     assert on.hash() == off.hash()
     assert replace(off.render, compile=True) == on.render
+
+
+def test_per_image_channels_gather_equals_one_objective_per_image():
+    torch.manual_seed(0)
+    a = torch.randn(5, 40, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    chans = [3, 3, 39, 0, 17]
+    image = torch.zeros(5, 3, 8, 8)
+    x = a.clone().requires_grad_()
+    fast = PerImage(tuple(Channel("l", c) for c in chans))({"l": x}, image)
+    (g_fast,) = torch.autograd.grad(fast.sum(), x)
+    x = a.clone().requires_grad_()
+    slow = torch.cat([Channel("l", c)({"l": x[b : b + 1]}, image[b : b + 1]) for b, c in enumerate(chans)])
+    (g_slow,) = torch.autograd.grad(slow.sum(), x)
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(g_fast, g_slow)
+    assert fast.shape == (5,)
+    logits = torch.randn(3, 10, dtype=torch.float64)
+    torch.testing.assert_close(PerImage(tuple(Channel("z", c) for c in (1, 2, 9)))({"z": logits}, image[:3]),
+                               logits[[0, 1, 2], [1, 2, 9]])
