@@ -29,9 +29,13 @@ class _RedirectedReluFn(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         upper = ctx.upper
         zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
-        passes = (x > 0) & (x < upper) if upper != float("inf") else x > 0
-        relu_grad = torch.where(passes, grad, zero)
-        alive = relu_grad.ne(0).flatten(1).any(dim=1)  # (B,): does the true gradient reach this image?
+        if upper == float("inf"):  # ReLU: the fused kernel autograd itself uses (grad where x > 0)
+            relu_grad = torch.ops.aten.threshold_backward(grad, x, 0.0)
+        else:
+            relu_grad = torch.where((x > 0) & (x < upper), grad, zero)
+        # (B,): does the true gradient reach this image? (a reduction per image, no bool copy: 6x cheaper than
+        # ne + flatten + any on a channels_last map, which copies)
+        alive = relu_grad.abs().amax(dim=tuple(range(1, grad.dim()))) > 0 if grad.dim() > 1 else relu_grad.ne(0)
         if bool(alive.all()):  # the usual case: nothing to redirect
             return relu_grad, None
         # Loss gradient > 0 means gradient descent lowers x: block that where x is already negative.
