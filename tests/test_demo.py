@@ -275,3 +275,19 @@ def test_channels_silent_at_a_grey_start_still_render():
     with torch.no_grad(), Capture(model, ["block3"]) as cap:
         acts = cap(model.preprocess.apply(imgs))["block3"]
     assert all(acts[i, c].mean() > 0 for i, c in enumerate(silent[:8]))
+
+
+def test_cli_layers_and_render_with_the_demo_model(tmp_path, cli):
+    r = cli("layers", "demo")
+    assert r.exit_code == 0, r.output
+    rows = {line.lstrip("* ").split()[0]:
+            line.split()[-2:] for line in r.output.splitlines()[1:]}
+    assert rows["block3"] == ["128", "8x8"] and rows["fc"] == ["12", "-"]
+    assert "* block1" in r.output and "* block4" in r.output
+    out = tmp_path / "out"
+    r = cli("render", "demo:logit:rings", "demo:logit:0", "--steps", 3, "--size", 32, "-q", "-o", out)
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "logit-00006.json").read_text())
+    assert rec["model"] == "demo" and rec["class_label"] == "rings" and (out / "grid.png").is_file()
+    r = cli("render", "logit:ring", "--model", "demo", "--steps", 3, "-o", out)
+    assert r.exit_code == 2 and "did you mean: rings" in r.output
