@@ -40,6 +40,11 @@ VARIANTS: dict[str, list[str]] = {
     "pixel+transforms": ["param.kind=pixel", "param.decorrelate=false", "transforms=article"],
     "fourier+decorrelation": ["param.kind=fourier", "param.decorrelate=true", "transforms=none"],
     "article (full)": ["param.kind=fourier", "param.decorrelate=true", "transforms=article"],
+    # The article's suite is in pixels of a 224 px image: pad 16 and jitter 16 + 8 shift a 64 px image by up to
+    # 3/8 of its width. The same suite at 64/224 scale (pad 5, jitter 5, jitter 2; scales and angles unchanged).
+    "article (scaled to 64 px)": ["param.kind=fourier", "param.decorrelate=true",
+                                  "transforms=[{pad: 5}, {jitter: 5}, {scale: [1, 0.975, 1.025, 0.95, 1.05]}, "
+                                  "{rotate: [-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5]}, {jitter: 2}, {crop: true}]"],
 }
 
 
