@@ -57,7 +57,7 @@ class RenderRecipe:
     thresholds: tuple[int, ...] = ()  # extra snapshot steps (the last step is always one)
     device: str = field(default="auto", metadata=_bounds(choices=("auto", "cpu", "cuda")))
     channels_last: bool = True
-    precision: str = field(default="fp32", metadata=_bounds(choices=("fp32", "bf16", "fp16")))  # CUDA only
+    precision: str = field(default="fp32", metadata=_bounds(choices=("fp32", "bf16", "fp16")))  # bf16: CUDA+CPU; fp16: CUDA
     compile: bool = False  # torch.compile the step (for CUDA; slower on the CPU); not hashed: same pictures
 
 

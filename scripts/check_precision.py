@@ -1,12 +1,16 @@
 #!/usr/bin/env python
-"""Accuracy of reduced-precision autocast (CUDA): render the same units with the same seeds in fp32 and in
-bf16/fp16 and print the relative difference of the final objective values.
+"""Accuracy of reduced-precision autocast: render the same units with the same seeds in fp32 and in bf16 (CUDA or
+CPU) or fp16 (CUDA) and print the relative difference of the final objective values. Exit status 1 if outside the
+tolerance.
 
     .venv/bin/python scripts/check_precision.py --layer mixed4a --units 8 --steps 256 --weights random:0
+    .venv/bin/python scripts/check_precision.py --device cpu --units 4 --steps 256     # bf16 on the CPU
 
-The tolerance fv states for `render.precision: bf16|fp16`: final objective within 5 % of fp32 (median over units).
-On a machine without CUDA the script says so and exits 0: autocast is CUDA-only in fv (bf16 convolutions on this
-project's CPU measured 30x slower than fp32).
+The tolerance fv states for `render.precision: bf16|fp16`: the final objective (mean activation of the unit,
+scored on the untransformed image) within 5 % of fp32's, median over the units, same seeds. Single units can differ
+more: the two optimizations follow different paths from the same start (rounding differs from the first step), so
+this checks that reduced precision optimizes as well, not that it reproduces fp32's pixels. fp16 is CUDA-only (no
+fast fp16 on CPUs); bf16 on a CPU is fast only with bf16 instructions (AVX512-BF16 or AMX).
 """
 from __future__ import annotations
 
@@ -38,11 +42,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--precision", default="bf16", choices=["bf16", "fp16"])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("CUDA is not available: reduced-precision autocast is CUDA-only in fv; nothing to check here.")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cpu" and args.precision == "fp16":
+        print("fp16 autocast is CUDA-only in fv (it is a no-op on the CPU); nothing to check here.")
         return 0
-    model = load_model(ModelOptions(args.model, args.weights), "cuda")
+    model = load_model(ModelOptions(args.model, args.weights), device)
     obj = PerImage(tuple(Channel(args.layer, c) for c in range(args.units)))
     base = LoopSettings(steps=args.steps, size=args.size, transforms=ARTICLE)
     finals = {}
@@ -53,7 +59,9 @@ def main() -> int:
     med = statistics.median(rel)
     print(f"fp32 final objective: {[round(v, 3) for v in finals['fp32'].tolist()]}")
     print(f"{args.precision} final objective: {[round(v, 3) for v in finals[args.precision].tolist()]}")
-    print(f"relative difference: median {med:.4f}, max {max(rel):.4f} (tolerance {TOLERANCE})")
+    print(f"relative difference: median {med:.4f}, max {max(rel):.4f} (tolerance: median <= {TOLERANCE}); "
+          f"mean objective fp32 {statistics.mean(finals['fp32'].tolist()):.3f}, "
+          f"{args.precision} {statistics.mean(finals[args.precision].tolist()):.3f}; device {device}")
     return 0 if med <= TOLERANCE else 1
 
 

@@ -11,8 +11,11 @@ from fvcli.models import configure_backends, resolve_device
 from fvcli.render import autocast
 
 
-def test_autocast_is_a_no_op_on_cpu_and_reduced_precision_on_cuda():
-    assert isinstance(autocast(torch.device("cpu"), "bf16"), contextlib.nullcontext)
+def test_autocast_is_a_no_op_for_fp32_and_cpu_fp16_and_reduced_precision_otherwise():
+    assert isinstance(autocast(torch.device("cpu"), "fp32"), contextlib.nullcontext)
+    assert isinstance(autocast(torch.device("cpu"), "fp16"), contextlib.nullcontext)  # no fast fp16 on CPUs
+    cpu = autocast(torch.device("cpu"), "bf16")
+    assert isinstance(cpu, torch.autocast) and cpu.fast_dtype == torch.bfloat16 and cpu.device == "cpu"
     assert isinstance(autocast(torch.device("cuda"), "fp32"), contextlib.nullcontext)
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
         ctx = autocast(torch.device("cuda"), "bf16")

@@ -157,3 +157,36 @@ def test_per_image_channels_gather_equals_one_objective_per_image():
     logits = torch.randn(3, 10, dtype=torch.float64)
     torch.testing.assert_close(PerImage(tuple(Channel("z", c) for c in (1, 2, 9)))({"z": logits}, image[:3]),
                                logits[[0, 1, 2], [1, 2, 9]])
+
+
+def test_stem_pool_before_relu_gives_the_same_values_and_gradients(iv1):
+    """InceptionV1 pools conv2d0 before its ReLU unless conv2d0 or maxpool0 is hooked: same activations, same
+    image gradient (redirect off) as the hooked, literal order."""
+    from fvcli.models import Capture
+
+    torch.manual_seed(0)
+    x0 = (torch.rand(2, 3, 64, 64) * 255 - 117).contiguous(memory_format=torch.channels_last)
+    outs = []
+    for layers in (["mixed3a"], ["mixed3a", "conv2d0"]):  # hooking conv2d0 forces the literal order
+        x = x0.clone().requires_grad_()
+        with Capture(iv1, layers) as cap:
+            act = cap(x)["mixed3a"]
+        (g,) = torch.autograd.grad(act[:, :5].sum(), x)
+        outs.append((act.detach(), g))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_bf16_autocast_keeps_lrn_and_the_image_conv_in_fp32_and_renders(iv1):
+    from fvcli.models.layers import LocalResponseNorm
+
+    lrn = LocalResponseNorm(9, 9.99999974738e-05, 0.5, 1.0)
+    x = (torch.rand(1, 16, 8, 8) * 50).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = lrn(x)
+        stem = iv1.net.conv2d0_pre_relu_conv(torch.rand(1, 3, 37, 37, requires_grad=True))
+    assert y.dtype == torch.float32 and stem.dtype == torch.float32
+    torch.testing.assert_close(y, F.local_response_norm(x.float(), 9, 9.99999974738e-05, 0.5, 1.0))
+    fp32, bf16 = _render(iv1, steps=4), _render(iv1, steps=4, precision="bf16")
+    assert torch.isfinite(bf16.images).all() and bf16.scores.dtype == torch.float32
+    assert (bf16.images - fp32.images).abs().mean() < 0.05  # same start, a few Adam steps: close, not equal

@@ -114,8 +114,14 @@ class InceptionV1(nn.Module):
         return getattr(self, name)(b1, b3, b5, bp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) in [-117, 138]
-        _, x = self._conv_relu("conv2d0", F.pad(x, (2, 3, 2, 3)))
-        x = self.localresponsenorm0(self.maxpool0(x))
+        x = self.conv2d0_pre_relu_conv(F.pad(x, (2, 3, 2, 3)))  # (B, 64, 112, 112) pre-ReLU
+        if self.conv2d0._forward_hooks or self.maxpool0._forward_hooks:
+            x = self.maxpool0(self.conv2d0(x))
+        else:
+            # max-pool commutes with ReLU (both monotone): pool first, then the ReLU (and its backward) runs on a
+            # map 4x smaller. Same values; only taken when nobody looks at the full post-ReLU map.
+            x = self.conv2d0(self.maxpool0(x))
+        x = self.localresponsenorm0(x)
         _, x = self._conv_relu("conv2d1", x)
         _, x = self._conv_relu("conv2d2", x)
         x = self.maxpool1(self.localresponsenorm1(x))

@@ -137,6 +137,11 @@ class LocalResponseNorm(nn.Module):
         return self._band[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        if torch.is_autocast_enabled(x.device.type):
+            # k + alpha/size * sum(x^2) is 1 + a small term: bf16's 8-bit mantissa would round it away. fp32 here.
+            with torch.autocast(x.device.type, enabled=False):
+                x = x.float()
+                return _LrnFn.apply(x, self.band(x.shape[1], x), self.k, self.beta)
         return _LrnFn.apply(x, self.band(x.shape[1], x), self.k, self.beta)
 
 
@@ -170,7 +175,7 @@ class _StemConvFn(torch.autograd.Function):
         (weight,) = ctx.saved_tensors
         s, p = ctx.stride, ctx.padding
         h, w = ctx.in_shape[-2] + 2 * p, ctx.in_shape[-1] + 2 * p  # the padded input the conv read
-        ws = space_to_depth_weight(weight, s).to(memory_format=_fmt(g))
+        ws = space_to_depth_weight(weight, s).to(dtype=g.dtype, memory_format=_fmt(g))  # bf16 under autocast
         gs = F.conv_transpose2d(g, ws)  # (B, C*s*s, H'/s, W'/s): gradient of the unshuffled, padded input
         gx = F.pixel_shuffle(gs, s)  # (B, C, H', W'), H' >= the rows the conv can read
         # Rows/columns past H' were never read (zero gradient); those past h belong to no input pixel.
@@ -193,6 +198,11 @@ class StemConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = (torch.is_grad_enabled() and x.requires_grad and not self.weight.requires_grad
                 and (self.bias is None or not self.bias.requires_grad))
+        if torch.is_autocast_enabled(x.device.type):
+            # The image-facing conv stays fp32 under reduced precision: its input is the image itself, and bf16's
+            # 8-bit mantissa would quantize both the pixels and their gradient (the only signal the image gets).
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.float())
         if not fast:
             return super().forward(x)
         return _StemConvFn.apply(x, self.weight, self.bias, self.stride[0], self.padding[0])
