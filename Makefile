@@ -52,10 +52,11 @@ $(BENCH_VENV)/.ok: $(STAMP)
 
 .PHONY: bench bench-lucent
 bench: $(STAMP)
-	$(PY) scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 48
+	$(PY) scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 48 --rounds 2 --precision fp32,bf16
 
 bench-lucent: $(BENCH_VENV)/.ok
-	$(BENCH_VENV)/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 48 --vs-lucent
+	$(BENCH_VENV)/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 40 --rounds 2 \
+		--precision fp32,bf16 --vs-lucent --lucent-batch 1,8
 
 # Sweeps: every channel of some layers into runs/MODEL-RECIPEHASH (resumable: rerun the same target to continue).
 #   make sweep LAYERS=mixed4a                          make sweep LAYERS="mixed4a mixed4b" SWEEP_ARGS="--recipe article"

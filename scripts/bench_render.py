@@ -1,116 +1,338 @@
 #!/usr/bin/env python
 """Benchmark fv's render loop (and, with --vs-lucent, torch-lucent's) on the same units in the same run.
 
-Prints: image*steps per second, seconds per unit, peak memory, achieved GFLOP/s (conv + matmul FLOPs of the executed
-forward and backward, counted with torch.utils.flop_counter) as a fraction of the machine's throughput measured by
-this script in this run (a large matmul and a representative channels_last convolution).
+    .venv/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 64
+    make bench-lucent    # creates .venv-bench with torch-lucent, then runs this with --vs-lucent
 
-    .venv/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 48
-    make bench-lucent    # creates .venv-bench with torch-lucent, then runs with --vs-lucent
+For every tool it prints: image*steps per second, seconds per unit, peak memory, and achieved GFLOP/s -- FLOPs of
+the executed forward and backward of one step, counted with torch.utils.flop_counter.FlopCounterMode (convolutions
+and matmuls), times the steps, over the measured time -- as a fraction of the machine's throughput, measured by this
+script in the same run, in the same process, just before the tool's render (a 2048^3 matmul and two representative
+channels_last convolutions, forward + input gradient; the best of them is the denominator).
 
-The machine is shared and noisy: fv and lucent are measured interleaved (rounds), and ratios are reported.
+The machine is shared and noisy: each (tool, round) runs in its own fresh subprocess, tools alternate within a
+round (the order flips each round), every figure is given per round, and the summary uses the fastest round of
+each tool; the ratio vs lucent is also given per round (each fv round against the lucent round next to it). The
+load average is printed before and after.
+
+fv runs exactly what `fv sweep` runs per batch (the default recipe's loop: Fourier param, decorrelated colors,
+sigmoid, Adam lr 0.05, the article's transforms, redirected ReLU for the first 16 steps), on random weights.
+lucent runs `render_vis` with its InceptionV1 (random weights, `pretrained=False`; any download attempt is refused
+and fails the run), the article's transforms written with lucent's own transform functions, its Fourier image,
+Adam lr 0.05, and `fixed_image_size` = the render size so that its network input is as large as fv's. lucent
+renders `--lucent-batch` units jointly (a sum of per-image channel objectives); its default is fv's batch size.
+
+Worker mode (`--worker fv|lucent`) is internal: it prints one JSON line.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
 
-from fvcli.models import ModelOptions, load_model  # noqa: E402
-from fvcli.objectives import Channel, PerImage  # noqa: E402
-from fvcli.render import LoopSettings, render_batch  # noqa: E402
-from fvcli.transforms import ARTICLE  # noqa: E402
+REDIRECT_STEPS = 16  # fv: lucid's redirected-ReLU phase (fvcli.render.REDIRECT_STEPS); slower steps
+FULL_STEPS = 512  # the default recipe's step count, for the "seconds per unit at 512 steps" line
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Measurements shared by both workers
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def machine_gflops(device: torch.device, reps: int = 5) -> dict:
-    """Measured throughput: a 2048^3 matmul, and a 3x3 256->256 conv at 28x28 (batch 8, channels_last) fwd+bwd."""
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _timed(fn, min_seconds: float = 0.6, device: torch.device | None = None) -> float:
+    """Best seconds per call of fn over at least `min_seconds` of calls (after one warm-up)."""
+    fn()
+    best, spent = float("inf"), 0.0
+    while spent < min_seconds:
+        t = time.perf_counter()
+        fn()
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t
+        best, spent = min(best, dt), spent + dt
+    return best
+
+
+def machine_gflops(device: torch.device, bf16: bool = False) -> dict:
+    """Throughput this machine reaches right now: a large matmul; a 3x3 and a 1x1 convolution (channels_last,
+    batch 8, forward + input gradient, weights frozen -- the shape of fv's work); with bf16, the 3x3 one in bf16."""
     out = {}
-    a = torch.randn(2048, 2048, device=device)
-    b = torch.randn(2048, 2048, device=device)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    out["matmul"] = 2 * 2048**3 * reps / (time.perf_counter() - t) / 1e9
-    x = torch.randn(8, 256, 28, 28, device=device).contiguous(memory_format=torch.channels_last).requires_grad_()
-    w = torch.randn(256, 256, 3, 3, device=device).contiguous(memory_format=torch.channels_last)
-    flops = 2 * 8 * 256 * 256 * 9 * 28 * 28 * 2  # forward + input gradient
-    F.conv2d(x, w, padding=1).sum().backward()
-    t = time.perf_counter()
-    for _ in range(reps):
-        F.conv2d(x, w, padding=1).sum().backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    out["conv"] = flops * reps / (time.perf_counter() - t) / 1e9
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    out["matmul"] = 2 * 2048**3 / _timed(lambda: a @ b, device=device) / 1e9
+    cl = torch.channels_last
+    for name, (cin, cout, k, hw) in {"conv3x3": (256, 256, 3, 28), "conv1x1": (480, 192, 1, 14)}.items():
+        x = torch.randn(8, cin, hw, hw, device=device).contiguous(memory_format=cl).requires_grad_()
+        w = torch.randn(cout, cin, k, k, device=device).contiguous(memory_format=cl)
+        flops = 2 * (2 * 8 * cout * cin * k * k * hw * hw)  # forward + input gradient
+
+        def step(x=x, w=w, k=k):
+            F.conv2d(x, w, padding=k // 2).sum().backward()
+
+        out[name] = flops / _timed(step, device=device) / 1e9
+    out["conv"] = max(out["conv3x3"], out["conv1x1"])
+    if bf16:
+        x = torch.randn(8, 256, 28, 28, device=device, dtype=torch.bfloat16).contiguous(memory_format=cl)
+        w = torch.randn(256, 256, 3, 3, device=device, dtype=torch.bfloat16).contiguous(memory_format=cl)
+        x.requires_grad_()
+        out["conv_bf16"] = 2 * (2 * 8 * 256 * 256 * 9 * 28 * 28) / _timed(
+            lambda: F.conv2d(x, w, padding=1).sum().backward(), device=device) / 1e9
     return out
 
 
-def count_step_flops(model, objective, seeds, settings) -> float:
-    """FLOPs of one optimization step (forward + backward), counted by torch's FlopCounterMode."""
-    from dataclasses import replace
-
+def count_flops(fn) -> tuple[float, dict]:
+    """(total FLOPs, {module: FLOPs}) of what fn executes, from torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    gen = render_batch(model, objective, seeds, replace(settings, steps=2, thresholds=()))
     counter = FlopCounterMode(display=False)
-    # The counter wraps both steps and the final no-grad snapshot forward; subtract the latter.
     with counter:
-        for _ in gen:
+        fn()
+    per_module = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    return float(counter.get_total_flops()), per_module
+
+
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# fv
+
+
+def worker_fv(args) -> dict:
+    from dataclasses import replace
+
+    from fvcli.models import ModelOptions, load_model
+    from fvcli.objectives import Channel, PerImage
+    from fvcli.recipe import Recipe
+    from fvcli.render import render_batch
+
+    dev = torch.device(args.device)
+    model = load_model(ModelOptions(args.model, args.weights), dev)
+    base_rss = rss_mb()
+    settings = replace(Recipe().loop_settings(), steps=args.steps, size=args.size, thresholds=(),
+                       precision=args.precision)
+    units = list(range(args.units))
+    bs = min(args.batch_size, len(units))
+    batches = [units[i : i + bs] for i in range(0, len(units), bs)]
+
+    def objective(chunk):
+        return PerImage(tuple(Channel(args.layer, c) for c in chunk))
+
+    # FLOPs of one step after the redirect phase (the redirect changes no convolution): steps = 2 with the
+    # redirect phase skipped is not available from outside, so count 2 steps + the final snapshot forward, and
+    # 1 step + the snapshot, and take the difference.
+    def run(n):
+        for _ in render_batch(model, objective(batches[0]), batches[0], replace(settings, steps=n)):
             pass
-    total = counter.get_total_flops()
-    fwd = FlopCounterMode(display=False)
-    with fwd, torch.no_grad():
-        from fvcli.models import Capture
 
-        with Capture(model, objective.layers) as cap:
-            cap(model.preprocess.apply(torch.rand(len(seeds), 3, settings.size, settings.size, device=model.device))
-                .contiguous(memory_format=torch.channels_last))
-    return (total - fwd.get_total_flops()) / 2
+    tot2, _ = count_flops(lambda: run(2))
+    tot1, _ = count_flops(lambda: run(1))
+    step_flops = tot2 - tot1
+    # The model's own work, as ../shared/facts/performance.md tabulates it: 2x the truncated forward (forward +
+    # input gradient, weights frozen), counted on a plain forward, without the LRN band matrix (fv computes LRN's
+    # 9-channel window sums as a dense C x C 1x1 convolution: executed FLOPs, but not the network's arithmetic).
+    from fvcli.models import Capture
 
-
-def bench_fv(args, model, units) -> dict:
-    settings = LoopSettings(steps=args.steps, size=args.size, transforms=ARTICLE)
-    seeds = list(range(len(units)))
-    times = []
-    for i in range(0, len(units), args.batch_size):
-        chunk = units[i : i + args.batch_size]
-        obj = PerImage(tuple(Channel(args.layer, c) for c in chunk))
-        t = time.perf_counter()
-        for _ in render_batch(model, obj, seeds[i : i + len(chunk)], settings):
+    x = torch.rand(bs, 3, args.size, args.size, device=dev).contiguous(memory_format=torch.channels_last)
+    with Capture(model, objective(batches[0]).layers) as cap, torch.no_grad():
+        fwd, mods = count_flops(lambda: cap(model.preprocess.apply(x)))
+    lrn_fwd = sum(v for k, v in mods.items() if k.rsplit(".", 1)[-1].startswith("localresponsenorm"))
+    model_flops = 2 * (fwd - lrn_fwd)
+    machine = machine_gflops(dev, bf16=args.precision == "bf16")
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    marks: list[float] = []
+    seconds = 0.0
+    redirect_s = 0.0
+    for chunk in batches:
+        marks.clear()
+        t0 = time.perf_counter()
+        on_step = (lambda s: marks.append(time.perf_counter())) if dev.type == "cpu" else None
+        for _ in render_batch(model, objective(chunk), chunk, settings, on_step=on_step):
             pass
-        if model.device.type == "cuda":
+        if dev.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return {"seconds": sum(times), "units": len(units)}
+        seconds += time.perf_counter() - t0
+        if len(marks) > REDIRECT_STEPS:
+            redirect_s += marks[REDIRECT_STEPS - 1] - t0
+    out = {
+        "tool": "fv", "precision": args.precision, "batch_size": bs, "seconds": seconds, "units": len(units), "steps": args.steps,
+        "flops_per_image_step": step_flops / bs, "model_flops_per_image_step": model_flops / bs,
+        "machine": machine, "base_rss_mb": base_rss, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads(),
+    }
+    if dev.type == "cpu" and args.steps > REDIRECT_STEPS:
+        out["redirect_seconds"] = redirect_s
+    if dev.type == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return out
 
 
-def bench_lucent(args, units) -> dict:
+# ------------------------------------------------------------------------------------------------------------------
+# lucent
+
+
+def _refuse_download(*_a, **_k):
+    raise RuntimeError("bench_render: lucent tried to download weights; the benchmark uses random weights only")
+
+
+def worker_lucent(args) -> dict:
+    import warnings
+
+    import numpy as np
+
+    warnings.filterwarnings("ignore")
+    torch.hub.load_state_dict_from_url = _refuse_download  # lucent's only download path; fail loudly if used
+    torch.hub.download_url_to_file = _refuse_download
     from lucent.modelzoo import inceptionv1
-    from lucent.optvis import param, render, transform
+    from lucent.optvis import objectives, param, render, transform
 
+    dev = torch.device(args.device)
     torch.manual_seed(0)
-    model = inceptionv1(pretrained=False).to(args.device).eval()
-    tfs = [transform.pad(16), transform.jitter(16), transform.random_scale([1, 0.975, 1.025, 0.95, 1.05]),
-           transform.random_rotate(list(range(-5, 6))), transform.jitter(8)]
-    t = time.perf_counter()
-    for c in units:
-        render.render_vis(model, f"{args.layer}:{c}", lambda: param.image(args.size), transforms=tfs,
-                          thresholds=(args.steps,), show_image=False, progress=False, fixed_image_size=args.size)
-    return {"seconds": time.perf_counter() - t, "units": len(units)}
+    np.random.seed(0)
+    model = inceptionv1(pretrained=False).to(dev).eval()
+    base_rss = rss_mb()
+    tfs = [transform.pad(16, mode="constant", constant_value=0.5), transform.jitter(16),
+           transform.random_scale([1, 0.975, 1.025, 0.95, 1.05]), transform.random_rotate(list(range(-5, 6))),
+           transform.jitter(8)]
+    units = list(range(args.units))
+    bs = min(args.lucent_batch or args.batch_size, len(units))
+    batches = [units[i : i + bs] for i in range(0, len(units), bs)]
+
+    def run(chunk, steps):
+        obj = objectives.channel(args.layer, chunk[0], batch=0)
+        for i, c in enumerate(chunk[1:], 1):
+            obj = obj + objectives.channel(args.layer, c, batch=i)
+        render.render_vis(model, obj, lambda: param.image(args.size, batch=len(chunk)), transforms=list(tfs),
+                          thresholds=(steps,), show_image=False, progress=False, fixed_image_size=args.size)
+
+    tot2, _ = count_flops(lambda: run(batches[0], 2))
+    tot1, _ = count_flops(lambda: run(batches[0], 1))
+    machine = machine_gflops(dev)
+    t0 = time.perf_counter()
+    for chunk in batches:
+        run(chunk, args.steps)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return {"tool": "lucent", "batch_size": bs, "seconds": time.perf_counter() - t0, "units": len(units),
+            "steps": args.steps, "flops_per_image_step": (tot2 - tot1) / bs, "machine": machine,
+            "base_rss_mb": base_rss, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Estimate for a whole-network sweep (counted FLOPs, not a measurement)
+
+# Assumed sustained throughput of one modern GPU on this workload (batch >= 128, small convolutions): an assumption,
+# stated with the estimate. ~40 TFLOP/s is a third of an A100's dense TF32 peak (156) or ~8 % of an H100's (495);
+# ~150 TFLOP/s is half of an A100's dense bf16 peak (312) or ~15 % of an H100's (989).
+GPU_ASSUMED_TFLOPS = {"fp32/TF32": 40.0, "bf16": 150.0}
+
+
+def sweep_estimate(args) -> dict:
+    """Counted FLOPs of one optimization step per image (executed: forward + backward, as fv runs it) for each main
+    layer of InceptionV1, times its channels and the steps: the arithmetic of rendering every channel."""
+    from dataclasses import replace
+
+    from fvcli.models import ModelOptions, load_model
+    from fvcli.objectives import Channel, PerImage
+    from fvcli.recipe import Recipe
+    from fvcli.render import render_batch
+
+    model = load_model(ModelOptions("inceptionv1", args.weights), "cpu")
+    settings = replace(Recipe().loop_settings(), size=args.size, thresholds=())
+    rows = []
+    for layer in model.main_layers:
+        def run(n, layer=layer):
+            for _ in render_batch(model, PerImage((Channel(layer, 0),)), [0], replace(settings, steps=n)):
+                pass
+
+        per_step = count_flops(lambda: run(2))[0] - count_flops(lambda: run(1))[0]
+        ch = model.catalog[layer].channels
+        rows.append({"layer": layer, "channels": ch, "gflop_per_image_step": per_step / 1e9,
+                     "pflop": per_step * ch * args.sweep_steps / 1e15})
+    out = {"size": args.size, "steps": args.sweep_steps, "layers": rows, "gpu_assumed_tflops": GPU_ASSUMED_TFLOPS}
+    for name, first in (("mixed3a..mixed5b", "mixed3a"), ("conv2d0..mixed5b", "conv2d0")):
+        sel = rows[[r["layer"] for r in rows].index(first):]
+        pf = sum(r["pflop"] for r in sel)
+        out[name] = {"channels": sum(r["channels"] for r in sel), "pflop": pf,
+                     "gpu_minutes": {k: pf * 1e15 / (v * 1e12) / 60 for k, v in GPU_ASSUMED_TFLOPS.items()}}
+    return out
+
+
+def print_estimate(e: dict) -> None:
+    print(f"ESTIMATE from counted FLOPs (not measured): every channel, {e['size']} px, {e['steps']} steps\n")
+    print(f"{'layer':<10}{'channels':>10}{'GFLOP/img*step':>16}{'PFLOP':>10}")
+    for r in e["layers"]:
+        print(f"{r['layer']:<10}{r['channels']:>10}{r['gflop_per_image_step']:>16.3f}{r['pflop']:>10.2f}")
+    for name in ("mixed3a..mixed5b", "conv2d0..mixed5b"):
+        t = e[name]
+        gpu = ", ".join(f"{m:.1f} min at {k} {e['gpu_assumed_tflops'][k]:.0f} TFLOP/s" for k, m in t["gpu_minutes"].items())
+        print(f"{name}: {t['channels']} channels, {t['pflop']:.1f} PFLOP -> one GPU (assumed throughput): {gpu}")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Driver
+
+
+WORKER_ARGS = ("model", "weights", "layer", "units", "size", "steps", "batch_size", "device", "threads")
+
+
+def spawn(tool: str, args, python: str, extra: dict) -> dict:
+    opts = {k: v for k, v in vars(args).items() if k in WORKER_ARGS and v is not None} | extra
+    cmd = [python, os.path.abspath(__file__), "--worker", tool] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in opts.items()]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr[-4000:])
+        raise SystemExit(f"bench_render: the {tool} worker failed (exit {p.returncode})")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def derived(r: dict) -> dict:
+    """Per-run figures from one worker result."""
+    n_img_steps = r["units"] * r["steps"]
+    conv_key = "conv_bf16" if r.get("precision") == "bf16" else "conv"
+    d = {
+        "image_steps_per_s": n_img_steps / r["seconds"],
+        "seconds_per_unit": r["seconds"] / r["units"],
+        "gflop_per_image_step": r["flops_per_image_step"] / 1e9,
+        "achieved_gflops": r["flops_per_image_step"] * n_img_steps / r["seconds"] / 1e9,
+        "machine_conv_gflops": r["machine"][conv_key],
+        "machine_matmul_gflops": r["machine"]["matmul"],
+    }
+    d["fraction_of_conv"] = d["achieved_gflops"] / d["machine_conv_gflops"]
+    if "redirect_seconds" in r:
+        # The redirect phase is a fixed 16 steps per render: extrapolate the rest linearly.
+        per_batch_rest = (r["seconds"] - r["redirect_seconds"]) / (r["steps"] - REDIRECT_STEPS)
+        d["seconds_per_unit_at_512"] = (r["redirect_seconds"] + per_batch_rest * (FULL_STEPS - REDIRECT_STEPS)) \
+            / r["units"]
+        d["steady_image_steps_per_s"] = r["units"] * (r["steps"] - REDIRECT_STEPS) / (r["seconds"] - r["redirect_seconds"])
+    else:
+        d["seconds_per_unit_at_512"] = d["seconds_per_unit"] * FULL_STEPS / r["steps"]
+    return d
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
 
 
 def main() -> None:
@@ -120,55 +342,193 @@ def main() -> None:
     ap.add_argument("--layer", default="mixed4a")
     ap.add_argument("--units", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--steps", type=int, default=48)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8, help="fv images per batch (sweep mode)")
+    ap.add_argument("--precision", default="fp32",
+                    help="fv precision(s), comma-separated: fp32 (the default recipe), bf16 (opt-in autocast)")
+    ap.add_argument("--lucent-batch", default=None,
+                    help="lucent images per render_vis call, comma-separated for several (default: --batch-size)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--rounds", type=int, default=1, help="interleaved fv/lucent rounds")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds over all configurations")
     ap.add_argument("--vs-lucent", action="store_true")
-    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    ap.add_argument("--lucent-python", default=None,
+                    help="python with torch-lucent (default: this one if it imports lucent, else .venv-bench)")
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of tables")
+    ap.add_argument("--sweep-estimate", action="store_true",
+                    help="only print the FLOP-count estimate for every channel of InceptionV1 (mixed3a..mixed5b)")
+    ap.add_argument("--sweep-steps", type=int, default=FULL_STEPS, help="steps per unit for --sweep-estimate")
+    ap.add_argument("--worker", choices=["fv", "lucent"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker and args.lucent_batch is not None:
+        args.lucent_batch = int(args.lucent_batch)
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
-    model = load_model(ModelOptions(args.model, args.weights), dev)
-    units = list(range(args.units))
-    machine = machine_gflops(dev)
-    bs = min(args.batch_size, len(units))
-    flops_step = count_step_flops(model, PerImage(tuple(Channel(args.layer, c) for c in units[:bs])),
-                                  list(range(bs)), LoopSettings(steps=2, size=args.size, transforms=ARTICLE))
-    flops_per_image_step = flops_step / bs
-    fv_runs, lu_runs = [], []
-    for _ in range(args.rounds):
-        fv_runs.append(bench_fv(args, model, units))
-        if args.vs_lucent:
-            lu_runs.append(bench_lucent(args, units))
-    fv_s = min(r["seconds"] for r in fv_runs)
-    res = {
-        "model": args.model, "layer": args.layer, "size": args.size, "steps": args.steps, "units": len(units),
-        "batch_size": bs, "device": str(dev), "threads": torch.get_num_threads(),
-        "machine_gflops_matmul": round(machine["matmul"], 1), "machine_gflops_conv": round(machine["conv"], 1),
-        "gflop_per_image_step": round(flops_per_image_step / 1e9, 3),
-        "fv_image_steps_per_s": round(len(units) * args.steps / fv_s, 2),
-        "fv_seconds_per_unit": round(fv_s / len(units), 3),
-        "fv_seconds_per_unit_at_512_steps": round(fv_s / len(units) * 512 / args.steps, 2),
-    }
-    achieved = flops_per_image_step * len(units) * args.steps / fv_s / 1e9
-    res["fv_achieved_gflops"] = round(achieved, 1)
-    res["fv_fraction_of_conv_throughput"] = round(achieved / machine["conv"], 3)
-    res["peak_rss_mb"] = round(peak_rss_mb(), 0)
-    if dev.type == "cuda":
-        res["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 0)
-    if lu_runs:
-        lu_s = min(r["seconds"] for r in lu_runs)
-        res["lucent_seconds_per_unit"] = round(lu_s / len(units), 3)
-        res["lucent_image_steps_per_s"] = round(len(units) * args.steps / lu_s, 2)
-        res["speedup_vs_lucent"] = round(lu_s / fv_s, 2)
-    if args.json:
+    if args.worker:
+        res = worker_fv(args) if args.worker == "fv" else worker_lucent(args)
         print(json.dumps(res))
+        return
+    if args.sweep_estimate:
+        e = sweep_estimate(args)
+        print(json.dumps(e) if args.json else "", end="\n" if args.json else "")
+        if not args.json:
+            print_estimate(e)
+        return
+    if args.model != "inceptionv1" and args.vs_lucent:
+        raise SystemExit("--vs-lucent compares on inceptionv1 only")
+    lucent_py = (args.lucent_python or _find_lucent_python()) if args.vs_lucent else None
+    configs = [(f"fv {p} b{args.batch_size}", "fv", {"precision": p}) for p in args.precision.split(",")]
+    if args.vs_lucent:
+        configs += [(f"lucent b{b}", "lucent", {"lucent_batch": b})
+                    for b in _ints(args.lucent_batch or str(args.batch_size))]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
+    load_before = load_avg()
+    t_start = time.perf_counter()
+    for r in range(args.rounds):
+        order = configs if r % 2 == 0 else configs[::-1]
+        for name, tool, extra in order:
+            res = spawn(tool, args, sys.executable if tool == "fv" else lucent_py, extra)
+            res["load"] = load_avg()
+            res["round"] = r
+            runs[name].append(res)
+            print(f"# round {r} {name}: {res['seconds']:.1f} s, load {res['load']}", file=sys.stderr, flush=True)
+    summary = summarize(args, runs, load_before, load_avg(), time.perf_counter() - t_start)
+    if args.json:
+        print(json.dumps(summary))
     else:
-        for k, v in res.items():
-            print(f"{k:<36} {v}")
+        print_tables(summary)
+
+
+def _find_lucent_python() -> str:
+    try:
+        import lucent  # noqa: F401
+
+        return sys.executable
+    except ImportError:
+        pass
+    py = os.path.join(ROOT, ".venv-bench", "bin", "python")
+    if not os.path.exists(py):
+        raise SystemExit("torch-lucent is not installed: `make bench-lucent` creates .venv-bench with it")
+    return py
+
+
+def summarize(args, runs, load_before, load_after, wall) -> dict:
+    out = {
+        "setup": {"model": args.model, "weights": args.weights, "layer": args.layer, "size": args.size,
+                  "steps": args.steps, "units": args.units, "device": args.device, "rounds": args.rounds,
+                  "torch": torch.__version__, "cpu": _cpu_name(), "python": platform.python_version(),
+                  "threads": next(iter(runs.values()))[0]["threads"], "load_before": load_before,
+                  "load_after": load_after, "wall_seconds": round(wall, 1)},
+        "columns": list(runs),
+    }
+    for tool, rs in runs.items():
+        if not rs:
+            continue
+        ds = [derived(r) for r in rs]
+        best = min(range(len(rs)), key=lambda i: rs[i]["seconds"])
+        b, d = rs[best], ds[best]
+        t = {"batch_size": b["batch_size"], "best_round": best, "precision": b.get("precision", "fp32"),
+             "seconds_per_unit": d["seconds_per_unit"], "seconds_per_unit_rounds": [x["seconds_per_unit"] for x in ds],
+             "image_steps_per_s": d["image_steps_per_s"], "seconds_per_unit_at_512": d["seconds_per_unit_at_512"],
+             "gflop_per_image_step": d["gflop_per_image_step"], "achieved_gflops": d["achieved_gflops"],
+             "machine_conv_gflops": d["machine_conv_gflops"], "machine_matmul_gflops": d["machine_matmul_gflops"],
+             "machine_conv3x3_gflops": b["machine"]["conv3x3"], "machine_conv1x1_gflops": b["machine"]["conv1x1"],
+             "machine_conv_bf16_gflops": b["machine"].get("conv_bf16"),
+             "fraction_of_conv": d["fraction_of_conv"], "fraction_of_conv_rounds": [x["fraction_of_conv"] for x in ds],
+             "peak_rss_mb": b["peak_rss_mb"], "base_rss_mb": b["base_rss_mb"],
+             "load_rounds": [r["load"][0] for r in rs]}
+        if "steady_image_steps_per_s" in d:
+            t["steady_image_steps_per_s"] = d["steady_image_steps_per_s"]
+            t["redirect_phase_seconds_per_unit"] = b["redirect_seconds"] / b["units"]
+        if "model_flops_per_image_step" in b:
+            net = b["model_flops_per_image_step"] / 1e9
+            t["model_gflop_per_image_step"] = net
+            t["model_achieved_gflops"] = d["achieved_gflops"] * net / d["gflop_per_image_step"]
+            t["model_fraction_of_conv"] = d["fraction_of_conv"] * net / d["gflop_per_image_step"]
+        if "peak_cuda_mb" in b:
+            t["peak_cuda_mb"] = b["peak_cuda_mb"]
+        out[tool] = t
+    # lucent seconds per unit / fv seconds per unit, for every (fv, lucent) pair: best rounds, and round by round
+    # (each round's runs are next to each other in time).
+    out["ratios"] = []
+    for f in (c for c in runs if c.startswith("fv")):
+        for lu in (c for c in runs if c.startswith("lucent")):
+            out["ratios"].append({
+                "fv": f, "lucent": lu,
+                "best_rounds": out[lu]["seconds_per_unit"] / out[f]["seconds_per_unit"],
+                "per_round": [b["seconds"] / a["seconds"] for a, b in zip(runs[f], runs[lu])],
+                "at_512_steps": out[lu]["seconds_per_unit_at_512"] / out[f]["seconds_per_unit_at_512"],
+            })
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def print_tables(s: dict) -> None:
+    st = s["setup"]
+    print(f"{st['model']} {st['weights']} {st['layer']} {st['size']}px {st['steps']} steps, {st['units']} units, "
+          f"{st['device']}, {st['threads']} threads, {st['rounds']} round(s); {st['cpu']}; torch {st['torch']}")
+    print(f"load average before {st['load_before']}, after {st['load_after']}; wall {st['wall_seconds']} s")
+    rows = [
+        ("batch size", "batch_size", "{}"),
+        ("precision", "precision", "{}"),
+        ("seconds per unit (best round)", "seconds_per_unit", "{:.2f}"),
+        ("seconds per unit, each round", "seconds_per_unit_rounds", "list"),
+        ("image*steps per second", "image_steps_per_s", "{:.2f}"),
+        ("  after the 16 redirect steps", "steady_image_steps_per_s", "{:.2f}"),
+        ("seconds per unit at 512 steps (extrapolated)", "seconds_per_unit_at_512", "{:.1f}"),
+        ("GFLOP per image*step (counted, executed)", "gflop_per_image_step", "{:.3f}"),
+        ("  the model's (2x fwd, no LRN band matrix)", "model_gflop_per_image_step", "{:.3f}"),
+        ("achieved GFLOP/s (executed)", "achieved_gflops", "{:.1f}"),
+        ("  the model's", "model_achieved_gflops", "{:.1f}"),
+        ("machine conv GFLOP/s (3x3, 1x1; same process)", ("machine_conv3x3_gflops", "machine_conv1x1_gflops"), "pair"),
+        ("machine bf16 conv GFLOP/s (3x3)", "machine_conv_bf16_gflops", "{:.0f}"),
+        ("fraction denominator (conv GFLOP/s)", "machine_conv_gflops", "{:.0f}"),
+        ("machine matmul GFLOP/s", "machine_matmul_gflops", "{:.1f}"),
+        ("fraction of measured conv throughput", "fraction_of_conv", "{:.1%}"),
+        ("  each round", "fraction_of_conv_rounds", "pct"),
+        ("  the model's FLOPs only", "model_fraction_of_conv", "{:.1%}"),
+        ("peak RSS MB (after model load)", ("peak_rss_mb", "base_rss_mb"), "rss"),
+        ("peak CUDA MB", "peak_cuda_mb", "{:.0f}"),
+        ("1-min load at each round's end", "load_rounds", "list"),
+    ]
+    tools = s["columns"]
+    print(f"\n{'':<48}" + "".join(f"{t:>16}" for t in tools))
+    for label, key, fmt in rows:
+        cells = []
+        for t in tools:
+            d = s[t]
+            if isinstance(key, tuple):
+                if key[0] not in d:
+                    cells.append("-")
+                elif fmt == "pair":
+                    cells.append(f"{d[key[0]]:.0f}, {d[key[1]]:.0f}")
+                else:
+                    cells.append(f"{d[key[0]]:.0f} ({d[key[1]]:.0f})")
+            elif d.get(key) is None:
+                cells.append("-")
+            elif fmt == "list":
+                cells.append(" ".join(f"{v:.2f}" for v in d[key]))
+            elif fmt == "pct":
+                cells.append(" ".join(f"{v:.0%}" for v in d[key]))
+            else:
+                cells.append(fmt.format(d[key]))
+        if any(c != "-" for c in cells):
+            print(f"{label:<48}" + "".join(f"{c:>16}" for c in cells))
+    if s["ratios"]:
+        print()
+    for r in s["ratios"]:
+        print(f"{r['lucent']} / {r['fv']} seconds per unit: {r['best_rounds']:.2f}x (best rounds); per round "
+              f"{' '.join(f'{v:.2f}' for v in r['per_round'])}; extrapolated to 512 steps {r['at_512_steps']:.2f}x")
 
 
 if __name__ == "__main__":
