@@ -23,7 +23,19 @@ from PIL import Image, ImageDraw, ImageFont
 from .errors import FvRuntimeError
 
 
+def _file_mode() -> int:
+    """0666 minus the process umask: what open() would give (mkstemp's temporary files are 0600, which would make
+    a sweep's outputs unreadable to colleagues and web servers on a shared machine)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically: a temporary file in the same directory, fsync, rename."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +47,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except OSError as exc:
         try:

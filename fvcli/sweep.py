@@ -435,7 +435,7 @@ def write_unit(out: Path, o: UnitOutput, sweep_meta: dict) -> Path:
 
 
 def remove_stale_tmp(out: Path, older_than: float = STALE_TMP_SECONDS) -> int:
-    """Remove temporary files left by killed writers (`.NAME.XXXX.tmp`, older than `older_than` seconds)."""
+    """Remove temporary files left by killed writers (`.NAME.<random>.tmp`, older than `older_than` seconds)."""
     n, now = 0, time.time()
     for p in list(Path(out).glob(".*.tmp")) + list(Path(out).glob("*/.*.tmp")) + list(Path(out).glob("layers/*/.*.tmp")) \
             + list(Path(out).glob("layers/*/sprites/.*.tmp")):

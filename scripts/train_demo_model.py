@@ -29,10 +29,8 @@ import hashlib
 import io
 import json
 import math
-import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fvcli.demo_data import DEMO_CLASSES, make_batch  # noqa: E402
+from fvcli.outputs import atomic_write_bytes  # noqa: E402
 from fvcli.models.demo_net import INPUT_MEAN, INPUT_STD, WIDTHS, build_demo_net, preprocess  # noqa: E402
 
 NATIVE_SIZE = 64
@@ -62,7 +61,6 @@ WHICH = {  # role -> (seed, file name)
     "judge": (1, "demo_judge_seed1.pt"),
 }
 META_FILE = "demo_meta.json"
-_FILE_MODE = 0o644
 
 
 def train_batch(seed: int, step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,30 +129,7 @@ def save_atomic(obj, path: Path) -> None:
     folder after the file it writes to."""
     buf = io.BytesIO()
     torch.save(obj, buf)
-    save_atomic_bytes(buf.getvalue(), path)
-
-
-def save_atomic_bytes(data: bytes, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; package data is world-readable
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, _FILE_MODE)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def train_role(role: str, steps: int, batch: int, lr: float, threads: int, eval_images: int) -> tuple[bytes, dict]:
@@ -226,12 +201,12 @@ def main() -> None:
         results = [train_role(*a) for a in job_args]
     for role, (data, rec) in zip(roles, results):
         path = args.out / rec["file"]
-        save_atomic_bytes(data, path)
+        atomic_write_bytes(path, data)
         torch.load(path, weights_only=True)  # the file must load safely
         assert sha256(path) == rec["sha256"]
         meta["models"][role] = rec
         print(f"{role}: {path} ({rec['bytes']} bytes, sha256 {rec['sha256'][:16]}...)", flush=True)
-        write_json_atomic(meta, meta_path)  # after every model: a later failure keeps what is done
+        atomic_write_bytes(meta_path, (json.dumps(meta, indent=2) + "\n").encode())  # after every model: a later failure keeps what is done
     print(f"total {time.perf_counter() - t0:.0f} s wall", flush=True)
     if args.check:
         shipped = json.loads((ROOT / "fvcli" / "weights" / META_FILE).read_text())["models"]

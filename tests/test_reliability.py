@@ -139,3 +139,18 @@ def test_sigterm_stops_render_cleanly(tmp_path):
     assert "terminated" in err
     leftovers = [p.name for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"] if out.exists() else []
     assert leftovers == []
+
+
+def test_atomic_writes_make_normally_readable_files(tmp_path):
+    """Not mkstemp's 0600: outputs on a shared machine are readable as open() would make them (0666 - umask)."""
+    mask = os.umask(0o022)
+    try:
+        from fvcli import outputs
+
+        monkey = outputs._FILE_MODE
+        outputs._FILE_MODE = outputs._file_mode()
+        atomic_write_bytes(tmp_path / "a.png", b"x")
+        assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+        outputs._FILE_MODE = monkey
+    finally:
+        os.umask(mask)
