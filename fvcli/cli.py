@@ -1,7 +1,9 @@
 """The `fv` command line: thin Typer commands over the library.
 
 Errors: an FvError prints one line `fv: error: ...` and exits 2 (bad input) or 1 (runtime failure); nothing is
-written before the input is validated.
+written before the input is validated. Every command's output ends with a newline, and every command takes
+`--quiet`: no progress bars, no warnings, no headers or hints -- only its results (paths, data) and errors.
+Shell completion is Typer's (`fv --install-completion`); its callbacks (fvcli/completion.py) never import torch.
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from .completion import complete_model, complete_recipe
 from .errors import FvError, FvRuntimeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fv: feature visualization by optimization (Olah et al., Distill 2017) for PyTorch models.")
 weights_app = typer.Typer(no_args_is_help=True, help="Model weights: list the cache, fetch, import.")
-recipe_app = typer.Typer(no_args_is_help=True, help="Recipes: show the resolved recipe, validate a file.")
+recipe_app = typer.Typer(no_args_is_help=True, help="Recipes: list the named ones, show the resolved recipe, validate files.")
 app.add_typer(weights_app, name="weights")
 app.add_typer(recipe_app, name="recipe")
 
@@ -62,14 +65,41 @@ def handle_errors(fn):
     return wrapper
 
 
-def _setup(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def _setup(verbose: bool, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(level)  # basicConfig does nothing when logging is already configured (e.g. a second command in-process)
+
+
+def version_text() -> str:
+    """`fv --version`: fv, where it is installed, torch / torchvision and CUDA (what every record's versions hold)."""
+    from . import __file__ as package_file
+    from .outputs import versions
+
+    v = versions()
+    cuda = (f"CUDA {v['cuda']} available ({v['cuda_devices']} device(s))" if v["cuda_available"]
+            else f"CUDA not available (torch built {'with CUDA ' + v['cuda'] if v['cuda'] else 'for CPU only'})")
+    return (f"fv {v['fv']} ({Path(package_file).parent})\n"
+            f"torch {v['torch']}, torchvision {v['torchvision']}, python {v['python']}\n{cuda}")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_show_version, is_eager=True, help="Show fv's version, torch / torchvision versions and CUDA availability, then exit.")] = False,
+) -> None:
+    """fv: feature visualization by optimization (Olah et al., Distill 2017) for PyTorch models."""
 
 
 # Shared options ------------------------------------------------------------------------------------------------
-RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML file, or a name in configs/ (default, article, ...).")]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", autocompletion=complete_recipe, help="Recipe YAML file, or a named recipe (default, article, ...: `fv recipe list`).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set render.steps=64 (repeatable).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="inceptionv1 (default), demo, or torchvision:NAME.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", autocompletion=complete_model, help="inceptionv1 (default), demo, or torchvision:NAME.")]
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="PATH, random:SEED, or torchvision (published torchvision weights).")]
 StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Optimization steps.")]
 SizeOpt = Annotated[Optional[int], typer.Option("--size", help="Image size in pixels.")]
@@ -77,6 +107,8 @@ SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Run seed (each u
 BatchOpt = Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Images per batch, or auto.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors: no progress bar, warnings, headers or hints.")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", autocompletion=complete_model, help="inceptionv1, demo, torchvision:NAME")]
 
 
 def _batch_value(b: Optional[str]):
@@ -115,7 +147,7 @@ def render(
     steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, batch_size: BatchOpt = None,
     device: DeviceOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     diversity: Annotated[Optional[int], typer.Option("--diversity", min=1, max=64, help="Render N facets of each unit jointly with the article's diversity term (KEY-div0..; recipe variants.diversity).")] = None,
     diversity_weight: Annotated[Optional[float], typer.Option("--diversity-weight", min=0.0, help="Weight of the diversity term (recipe variants.diversity_weight: lucid's 1e2).")] = None,
@@ -124,7 +156,7 @@ def render(
     both: Annotated[bool, typer.Option("--both", help="Render the negative and positive pair (KEY-neg, KEY-pos; recipe variants.sign: both).")] = False,
 ) -> None:
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
-    _setup(verbose)
+    _setup(verbose, quiet)
     from .models import load_model
     from .runner import render_units
     from .units import parse_units, split_model_prefix
@@ -185,11 +217,11 @@ def interpolate(
     recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
     steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("out"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Interpolate between two units over N frames: A_KEY--B_KEY.png (strip), -frameNN.png, .json."""
-    _setup(verbose)
+    _setup(verbose, quiet)
     from .expr import parse_unit_arg
     from .interpolate import interpolate as run_interpolation, write_interpolation
     from .models import load_model
@@ -222,9 +254,10 @@ def interpolate(
 @app.command()
 @handle_errors
 def layers(
-    model_name: Annotated[str, typer.Argument(metavar="MODEL", help="inceptionv1, demo, torchvision:NAME")] = "inceptionv1",
+    model_name: ModelArg = "inceptionv1",
     recipe: RecipeOpt = None, set_: SetOpt = None,
     main: Annotated[bool, typer.Option("--main", help="Only the main layers (the sweep default).")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """List every addressable layer with its channel count and spatial size at the model's native input size."""
     from .models import load_model
@@ -234,7 +267,8 @@ def layers(
     from dataclasses import replace
 
     m = load_model(replace(opts, weights="random:0"), "cpu", channels_last=False)  # shapes only
-    typer.echo(f"# {m.name}: {len(m.catalog)} layers at {m.native_size}x{m.native_size} (* = main layer)")
+    if not quiet:
+        typer.echo(f"# {m.name}: {len(m.catalog)} layers at {m.native_size}x{m.native_size} (* = main layer)")
     for info in m.catalog.values():
         if main and info.name not in m.main_layers:
             continue
@@ -246,12 +280,13 @@ def layers(
 
 @weights_app.command("list")
 @handle_errors
-def weights_list() -> None:
+def weights_list(quiet: QuietOpt = False) -> None:
     """Known models, where their weight file is expected, whether it is there, and its sha256."""
     from .models import _REGISTRY, expected_weights_path
     from .weights import cache_dir, file_sha256
 
-    typer.echo(f"# cache: {cache_dir()}  (set TORCH_HOME to move it)")
+    if not quiet:
+        typer.echo(f"# cache: {cache_dir()}  (set TORCH_HOME to move it)")
     for name, spec in sorted(_REGISTRY.items()):
         path = expected_weights_path(spec)
         if path is None:
@@ -261,12 +296,13 @@ def weights_list() -> None:
         sha = file_sha256(path) if there else "-"
         url = spec.default_weights.url if spec.default_weights else "shipped with fv"
         typer.echo(f"{name:<14} {'cached ' if there else 'MISSING'} {path}\n{'':<14} sha256 {sha}\n{'':<14} from {url}")
-    typer.echo("torchvision:NAME  published torchvision weights, cached in the same directory (--weights torchvision)")
+    if not quiet:
+        typer.echo("torchvision:NAME  published torchvision weights, cached in the same directory (--weights torchvision)")
 
 
 @weights_app.command("fetch")
 @handle_errors
-def weights_fetch(model_name: Annotated[str, typer.Argument(metavar="MODEL")]) -> None:
+def weights_fetch(model_name: ModelArg, quiet: QuietOpt = False) -> None:
     """Download a model's published weights into the cache (needs network)."""
     from .models import get_spec
     from .weights import download, file_sha256
@@ -286,8 +322,8 @@ def weights_fetch(model_name: Annotated[str, typer.Argument(metavar="MODEL")]) -
 
 @weights_app.command("add")
 @handle_errors
-def weights_add(model_name: Annotated[str, typer.Argument(metavar="MODEL")],
-                file: Annotated[Path, typer.Argument(help="A local state_dict file.")]) -> None:
+def weights_add(model_name: ModelArg, file: Annotated[Path, typer.Argument(help="A local state_dict file.")],
+                quiet: QuietOpt = False) -> None:
     """Import a local weight file into the cache after checking its keys and shapes against the model."""
     from .models import ModelOptions, expected_weights_path, get_spec
     from .outputs import atomic_write_bytes
@@ -311,18 +347,33 @@ def weights_add(model_name: Annotated[str, typer.Argument(metavar="MODEL")],
 @handle_errors
 def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
                 steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, batch_size: BatchOpt = None,
-                device: DeviceOpt = None) -> None:
+                device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
     """Print the fully resolved recipe (defaults < file < --set < flags) and its hash."""
     from .recipe import to_yaml
 
     rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device)
     typer.echo(f"# recipe hash {rec.hash()}")
-    typer.echo(to_yaml(rec), nl=False)
+    typer.echo(to_yaml(rec).rstrip("\n"))
+
+
+@recipe_app.command("list")
+@handle_errors
+def recipe_list(quiet: QuietOpt = False) -> None:
+    """The named recipes shipped with fv (`--recipe NAME`), each with its one-line description."""
+    from .named_recipes import CONFIG_DIR, describe, named_recipes
+
+    recipes = named_recipes()
+    if not quiet:
+        typer.echo(f"# {len(recipes)} named recipe(s) in {CONFIG_DIR}; use one with --recipe NAME")
+    width = max((len(n) for n in recipes), default=0)
+    for name, path in recipes.items():
+        typer.echo(f"{name:<{width}}  {describe(path)}".rstrip())
 
 
 @recipe_app.command("validate")
 @handle_errors
-def recipe_validate(files: Annotated[list[str], typer.Argument(help="Recipe files or names.")]) -> None:
+def recipe_validate(files: Annotated[list[str], typer.Argument(autocompletion=complete_recipe, help="Recipe files or names.")],
+                    quiet: QuietOpt = False) -> None:
     """Check recipe files; exit 2 with the first problem of each bad one."""
     from .recipe import load_recipe
 
@@ -330,7 +381,8 @@ def recipe_validate(files: Annotated[list[str], typer.Argument(help="Recipe file
     for f in files:
         try:
             rec = load_recipe(f)
-            typer.echo(f"ok {f} (hash {rec.hash()})")
+            if not quiet:
+                typer.echo(f"ok {f} (hash {rec.hash()})")
         except FvError as exc:
             typer.echo(f"fv: error: {f}: {exc}", err=True)
             bad += 1
@@ -353,11 +405,11 @@ def sweep_cmd(
     no_finalize: Annotated[bool, typer.Option("--no-finalize", help="Do not build sheets and gallery when the sweep completes.")] = False,
     panels: Annotated[Optional[str], typer.Option("--panels", help="none (one image per channel) or appendix: per channel the appendix's row of neuron, channel, negative and 4 diversity facets (recipe variants.panels).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.0, help="Start no new batch after this many minutes (for cron time slices); rerun to continue.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Render every channel of some layers into one directory: resumable, shardable; then sheets, manifest, gallery."""
-    _setup(verbose)
+    _setup(verbose, quiet)
     from .sweep import default_out, finalize, parse_shard, prepare_sweep, select_units, shard_from_env
 
     rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device,
@@ -398,11 +450,11 @@ def sweep_cmd(
         return
     typer.echo(f"shard {i}/{n}: {report.batches} batch(es), {report.units} units (batch size {job.batch_size}): "
                f"{report.rendered} rendered, {report.skipped} already done ({report.seconds:.1f} s)")
-    if report.stopped_early:
+    if report.stopped_early and not quiet:
         typer.echo("time limit reached; rerun the same command to continue")
     if report.manifest:
         summary(report.manifest)
-    elif not report.complete:
+    elif not report.complete and not quiet:
         typer.echo(f"not complete yet (other shards?); `fv sweep --finalize --out {out}` builds the gallery from "
                    f"what exists")
 
@@ -427,12 +479,12 @@ def examples_cmd(
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore a checkpoint of an interrupted pass and start again.")] = False,
     no_grids: Annotated[bool, typer.Option("--no-grids", help="Write only the JSON records (grids cost ~0.1 s per unit).")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (a sweep's directory puts examples beside its renders).")] = Path("out"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Dataset examples: for each unit the images that excite and inhibit it most, in one pass over a folder.
     Writes KEY.examples.png and KEY.examples.json per unit, and examples-summary.json, in --out."""
-    _setup(verbose)
+    _setup(verbose, quiet)
     from tqdm import tqdm
 
     from .examples import ExampleSettings, list_images, parse_example_units, run_examples, write_examples

@@ -2,7 +2,9 @@
 
 Every file is written to a temporary name in the same directory, flushed to disk and renamed over the final name,
 so a reader (or a killed process) never sees a truncated PNG or JSON. A full disk or unwritable directory becomes an
-FvRuntimeError naming the file; the partial temporary file is removed.
+FvRuntimeError naming the file; the partial temporary file is removed. A process killed in the middle of a write
+leaves its temporary file behind; the name says whose it is (`.NAME.HOST~PID~RANDOM.tmp`), so a later run can tell
+a dead writer's leftovers from a live writer's file in progress and remove only the former (`tmp_writer_alive`).
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import io
 import json
 import os
 import platform
+import re
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -32,6 +36,38 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
+_TMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)~(?P<pid>\d+)~[^~/]*\.tmp$")
+
+
+def host_tag(host: str | None = None) -> str:
+    """A host name (default: this host's) as it appears in temporary file names: letters, digits, - and _."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname() if host is None else host) or "host"
+
+
+def tmp_prefix(name: str) -> str:
+    """The start of a temporary file's name for the final name `name`, saying which process writes it."""
+    return f".{name}.{host_tag()}~{os.getpid()}~"
+
+
+def tmp_writer_alive(path: Path) -> bool | None:
+    """Whether the process that is writing temporary file `path` still runs: True or False when it ran on this host
+    (False for this very process, which is between two writes when it asks), None when that cannot be told here
+    (another host, or a name without an owner)."""
+    m = _TMP_NAME.match(Path(path).name)
+    if m is None or m["host"] != host_tag():
+        return None
+    pid = int(m["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:
+        return None
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -39,7 +75,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path.name), suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise FvRuntimeError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
@@ -115,10 +151,14 @@ def grid(tiles: Sequence[np.ndarray], labels: Sequence[str] | None = None, cols:
     return np.asarray(canvas)
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | bool | int | None]:
+    """What produced a file: written into every record and manifest, and shown by `fv --version`."""
     import torchvision
 
     from . import __version__
 
+    cuda_available = torch.cuda.is_available()
     return {"fv": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "cuda": torch.version.cuda, "cuda_available": cuda_available,
+            "cuda_devices": torch.cuda.device_count() if cuda_available else 0,
             "numpy": np.__version__, "python": sys.version.split()[0], "platform": platform.platform()}

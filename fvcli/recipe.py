@@ -22,10 +22,10 @@ import yaml
 
 from .errors import FvError, did_you_mean
 from .models import ModelOptions, Preprocess
+from .named_recipes import CONFIG_DIR, named_recipes
 from .render import LoopSettings
 from .transforms import PRESETS, Crop, Jitter, Pad, Rotate, Scale, Step
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # Documented bounds: large enough for any real use, small enough that a typo cannot exhaust the machine.
 MAX_SIZE = 2048
@@ -369,8 +369,9 @@ def resolve_recipe_path(name: str) -> Path:
     candidate = CONFIG_DIR / f"{name}.yaml"
     if "/" not in name and candidate.is_file():
         return candidate
-    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
-    raise FvError(f"recipe {name!r} not found: not a file, nor one of configs/: {', '.join(known)}")
+    known = list(named_recipes())
+    raise FvError(f"recipe {name!r} not found: not a file, nor a named recipe ({', '.join(known) or 'none shipped'}; "
+                  f"`fv recipe list`)")
 
 
 def read_yaml(path: Path) -> dict:

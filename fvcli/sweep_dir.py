@@ -14,6 +14,7 @@ charge, so the files themselves carry the state:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from .errors import FvError, FvRuntimeError
 from .models import LoadedModel
-from .outputs import atomic_write_json, save_png
+from .outputs import atomic_write_json, host_tag, save_png, tmp_prefix, tmp_writer_alive
 from .recipe import Recipe
 from .sweep_renderers import BatchRenderer, UnitOutput
 from .units import Unit, safe_name
@@ -74,7 +75,7 @@ def _create_exclusive_json(path: Path, obj: object) -> bool:
     """Create `path` with `obj` unless it exists (atomically: complete content or nothing). True if created."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(obj, indent=1) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -161,12 +162,46 @@ def write_unit(out: Path, o: UnitOutput, sweep_meta: dict) -> Path:
 
 
 def remove_stale_tmp(out: Path, older_than: float = STALE_TMP_SECONDS) -> int:
-    """Remove temporary files left by killed writers (`.NAME.<random>.tmp`, older than `older_than` seconds)."""
+    """Remove the temporary files that killed writers left in `out` (call it between two writes of this process).
+
+    A file whose writer ran on this host goes as soon as that process is gone (a live one's stays, unless it is
+    older than STALE_TMP_SECONDS: its pid was reused). One from another host goes when the shard that wrote it has
+    no live process (its lock is free), or when it is older than `older_than` seconds (a write takes milliseconds)."""
+    out = Path(out)
     n, now = 0, time.time()
-    for p in list(Path(out).glob(".*.tmp")) + list(Path(out).glob("*/.*.tmp")) + list(Path(out).glob("layers/*/.*.tmp")) \
-            + list(Path(out).glob("layers/*/sprites/.*.tmp")):
+    dead = None  # (host, pid) of the shards' last runs whose lock is free: computed when first needed
+    for p in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp"), *out.glob("layers/*/.*.tmp"), *out.glob("layers/*/*/.*.tmp")]:
         with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime >= older_than:
+            age = now - p.stat().st_mtime
+            alive = tmp_writer_alive(p)
+            if alive is None and age < older_than:
+                dead = _dead_shard_writers(out) if dead is None else dead
+                alive = False if _tmp_owner(p) in dead else None
+            if alive is False or age >= (STALE_TMP_SECONDS if alive else older_than):
                 p.unlink()
                 n += 1
     return n
+
+
+def _tmp_owner(p: Path) -> tuple[str, int] | None:
+    """(host, pid) from a temporary file's name (fvcli/outputs.py `tmp_prefix`), or None."""
+    parts = p.name[: -len(".tmp")].rsplit(".", 1)[-1].split("~")
+    return (parts[0], int(parts[1])) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _dead_shard_writers(out: Path) -> set[tuple[str, int]]:
+    """(host, pid) of each shard's last run whose shard lock is free: that process has ended."""
+    dead = set()
+    for lock_path in out.glob("shards/*.lock"):
+        runs = (read_json(lock_path.with_suffix(".json")) or {}).get("runs") or []
+        if not runs or not isinstance(runs[-1], dict):
+            continue
+        with contextlib.suppress(OSError), open(lock_path, "a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: a live process renders that shard
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            host = host_tag(str(runs[-1].get("host")))
+            dead.add((host, int(runs[-1].get("pid") or -1)))
+    return dead
