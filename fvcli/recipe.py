@@ -22,7 +22,7 @@ import yaml
 
 from .errors import FvError, did_you_mean
 from .models import ModelOptions, Preprocess
-from .named_recipes import CONFIG_DIR, named_recipes
+from .named_recipes import CONFIG_DIR, named_recipes  # noqa: F401  (CONFIG_DIR: for callers)
 from .render import LoopSettings
 from .transforms import PRESETS, Crop, Jitter, Pad, Rotate, Scale, Step
 
@@ -366,10 +366,9 @@ def resolve_recipe_path(name: str) -> Path:
     p = Path(os.path.expanduser(name))
     if p.is_file():
         return p
-    candidate = CONFIG_DIR / f"{name}.yaml"
-    if "/" not in name and candidate.is_file():
-        return candidate
-    known = list(named_recipes())
+    known = named_recipes()
+    if "/" not in name and name in known:
+        return known[name]
     raise FvError(f"recipe {name!r} not found: not a file, nor a named recipe ({', '.join(known) or 'none shipped'}; "
                   f"`fv recipe list`)")
 

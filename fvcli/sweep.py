@@ -206,7 +206,7 @@ class SweepJob:
                 log.warning("shard %d/%d of %s is being rendered by another process; nothing to do", i, n, self.out)
                 report.busy = True
                 return report
-            remove_stale_tmp(self.out)
+            remove_stale_tmp(self.out, held_lock=lock_path)
             state = read_json(self.state_path) or {}
             if state.get("sweep_id") != self.sweep_id:
                 state = {}

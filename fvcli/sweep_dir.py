@@ -161,12 +161,13 @@ def write_unit(out: Path, o: UnitOutput, sweep_meta: dict) -> Path:
     return path
 
 
-def remove_stale_tmp(out: Path, older_than: float = STALE_TMP_SECONDS) -> int:
+def remove_stale_tmp(out: Path, older_than: float = STALE_TMP_SECONDS, held_lock: Path | None = None) -> int:
     """Remove the temporary files that killed writers left in `out` (call it between two writes of this process).
 
     A file whose writer ran on this host goes as soon as that process is gone (a live one's stays, unless it is
     older than STALE_TMP_SECONDS: its pid was reused). One from another host goes when the shard that wrote it has
-    no live process (its lock is free), or when it is older than `older_than` seconds (a write takes milliseconds)."""
+    no live process (its lock is free, or it is `held_lock`, the shard lock the caller holds: its last run was an
+    earlier one), or when it is older than `older_than` seconds (a write takes milliseconds)."""
     out = Path(out)
     n, now = 0, time.time()
     dead = None  # (host, pid) of the shards' last runs whose lock is free: computed when first needed
@@ -175,7 +176,7 @@ def remove_stale_tmp(out: Path, older_than: float = STALE_TMP_SECONDS) -> int:
             age = now - p.stat().st_mtime
             alive = tmp_writer_alive(p)
             if alive is None and age < older_than:
-                dead = _dead_shard_writers(out) if dead is None else dead
+                dead = _dead_shard_writers(out, held_lock) if dead is None else dead
                 alive = False if _tmp_owner(p) in dead else None
             if alive is False or age >= (STALE_TMP_SECONDS if alive else older_than):
                 p.unlink()
@@ -189,19 +190,21 @@ def _tmp_owner(p: Path) -> tuple[str, int] | None:
     return (parts[0], int(parts[1])) if len(parts) == 3 and parts[1].isdigit() else None
 
 
-def _dead_shard_writers(out: Path) -> set[tuple[str, int]]:
-    """(host, pid) of each shard's last run whose shard lock is free: that process has ended."""
+def _dead_shard_writers(out: Path, held_lock: Path | None = None) -> set[tuple[str, int]]:
+    """(host, pid) of each shard's last run whose shard lock is free (or held by the caller): that process ended."""
     dead = set()
     for lock_path in out.glob("shards/*.lock"):
         runs = (read_json(lock_path.with_suffix(".json")) or {}).get("runs") or []
         if not runs or not isinstance(runs[-1], dict):
             continue
-        with contextlib.suppress(OSError), open(lock_path, "a+") as f:
+        if held_lock is None or lock_path.resolve() != Path(held_lock).resolve():
             try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                with open(lock_path, "a+") as f:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
             except OSError:
                 continue  # held: a live process renders that shard
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        with contextlib.suppress(TypeError, ValueError):
             host = host_tag(str(runs[-1].get("host")))
             dead.add((host, int(runs[-1].get("pid") or -1)))
     return dead

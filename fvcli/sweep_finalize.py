@@ -18,7 +18,7 @@ from PIL import Image
 
 from .errors import FvError
 from .outputs import atomic_write_bytes, atomic_write_json, grid, png_bytes, versions
-from .sweep_dir import FORMAT, STALE_TMP_SECONDS, _now, layer_dir, read_json, remove_stale_tmp, unit_done
+from .sweep_dir import FORMAT, _now, layer_dir, read_json, remove_stale_tmp, unit_done
 from .sweep_plan import _KIND_ORDER, selection_units
 from .units import Unit, safe_name
 
@@ -193,5 +193,5 @@ def _finalize(out: Path, sheets: bool) -> dict:
     }
     write_gallery(out, manifest, layers)
     atomic_write_json(out / "manifest.json", manifest)
-    remove_stale_tmp(out, 0 if manifest["complete"] else STALE_TMP_SECONDS)
+    remove_stale_tmp(out)  # a dead writer's at once; an unknown (other host) writer's once it is old
     return manifest
