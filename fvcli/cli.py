@@ -450,11 +450,11 @@ def sweep_cmd(
         return
     typer.echo(f"shard {i}/{n}: {report.batches} batch(es), {report.units} units (batch size {job.batch_size}): "
                f"{report.rendered} rendered, {report.skipped} already done ({report.seconds:.1f} s)")
-    if report.stopped_early and not quiet:
+    if report.stopped_early:  # the sweep's state is a result (cron logs want it), not a hint
         typer.echo("time limit reached; rerun the same command to continue")
     if report.manifest:
         summary(report.manifest)
-    elif not report.complete and not quiet:
+    elif not report.complete:
         typer.echo(f"not complete yet (other shards?); `fv sweep --finalize --out {out}` builds the gallery from "
                    f"what exists")
 
