@@ -69,8 +69,8 @@ def _setup(verbose: bool) -> None:
 # Shared options ------------------------------------------------------------------------------------------------
 RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML file, or a name in configs/ (default, article, ...).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set render.steps=64 (repeatable).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="inceptionv1 (default), demo, or torchvision:NAME.")]
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="PATH, random:SEED, or torchvision (published torchvision weights).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="inceptionv1 (default), demo, torchvision:NAME, timm:NAME (needs timm), or your own code: path/to/net.py:CALLABLE or package.module:CALLABLE returning an nn.Module (importing it runs it).")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="PATH (a state_dict, a training checkpoint or .safetensors), random:SEED, torchvision or timm (published weights). Your own code without --weights: its own weights.")]
 StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Optimization steps.")]
 SizeOpt = Annotated[Optional[int], typer.Option("--size", help="Image size in pixels.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Run seed (each unit's seed derives from it).")]
@@ -125,9 +125,8 @@ def render(
 ) -> None:
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
     _setup(verbose)
-    from .models import load_model
-    from .runner import render_units
-    from .units import parse_units, split_model_prefix
+    from .api import render as render_api
+    from .units import split_model_prefix
 
     items = list(units or [])
     prefixes = {split_model_prefix(u)[0] for u in items} - {None}
@@ -144,33 +143,11 @@ def render(
     items = items or list(rec.units)
     if not items:
         raise FvError("no units given: name some (e.g. `fv render mixed4a:11`) or list them under `units:` in the recipe")
-    v = rec.variants
-    diversity, diversity_weight, diversity_layer = v.diversity, v.diversity_weight, v.diversity_layer
-    negative, both = v.sign == "negative", v.sign == "both"
-    m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
-    from .expr import parse_unit_arg
-
-    parsed = [u for text in items for u in parse_unit_arg(text, m)]
-    from .runner import plan_batches, resolve_batch_size
-
-    if diversity > 1 or negative or both:
-        from .panels import n_variant_batches, render_variants
-
-        bs = resolve_batch_size(m, rec, len(parsed) * diversity * (2 if both else 1))
-        n_batches = n_variant_batches(m, parsed, bs, diversity, negative, both)
-        with _progress(rec.render.steps * n_batches, f"{len(parsed)} unit(s)", quiet) as bar:
-            result = render_variants(m, rec, parsed, out, facets=diversity, negative=negative, both=both,
-                                     diversity_weight=diversity_weight, diversity_layer=diversity_layer,
-                                     batch_size=bs, on_step=lambda _s: bar.update(1))
-    else:
-        bs = resolve_batch_size(m, rec, len(parsed))
-        n_batches = len(plan_batches(parsed, bs))
-        with _progress(rec.render.steps * n_batches, f"{len(parsed)} unit(s)", quiet) as bar:
-            result = render_units(m, rec, parsed, out, on_step=lambda _s: bar.update(1), batch_size=bs)
-    for p in result["pngs"]:
+    result = render_api(None, items, recipe=rec, out=out, progress=False if quiet else None)  # the library call
+    for p in result.pngs:
         typer.echo(str(p))
-    if result["grid"]:
-        typer.echo(f"grid: {result['grid']}")
+    if result.grid:
+        typer.echo(f"grid: {result.grid}")
 
 
 @app.command()
@@ -222,7 +199,7 @@ def interpolate(
 @app.command()
 @handle_errors
 def layers(
-    model_name: Annotated[str, typer.Argument(metavar="MODEL", help="inceptionv1, demo, torchvision:NAME")] = "inceptionv1",
+    model_name: Annotated[str, typer.Argument(metavar="MODEL", help="inceptionv1, demo, torchvision:NAME, timm:NAME, path/to/net.py:CALLABLE, package.module:CALLABLE")] = "inceptionv1",
     recipe: RecipeOpt = None, set_: SetOpt = None,
     main: Annotated[bool, typer.Option("--main", help="Only the main layers (the sweep default).")] = False,
 ) -> None:
@@ -262,6 +239,7 @@ def weights_list() -> None:
         url = spec.default_weights.url if spec.default_weights else "shipped with fv"
         typer.echo(f"{name:<14} {'cached ' if there else 'MISSING'} {path}\n{'':<14} sha256 {sha}\n{'':<14} from {url}")
     typer.echo("torchvision:NAME  published torchvision weights, cached in the same directory (--weights torchvision)")
+    typer.echo("timm:NAME         published timm weights, cached by Hugging Face in $HF_HOME/hub (--weights timm)")
 
 
 @weights_app.command("fetch")
@@ -271,10 +249,10 @@ def weights_fetch(model_name: Annotated[str, typer.Argument(metavar="MODEL")]) -
     from .models import get_spec
     from .weights import download, file_sha256
 
-    if model_name.startswith("torchvision:"):
-        from .models import load_model
+    if model_name.startswith(("torchvision:", "timm:")):  # published weights, cached by torchvision / timm
+        from .models import ModelOptions, load_model
 
-        m = load_model(__import__("fvcli.models", fromlist=["ModelOptions"]).ModelOptions(model_name, "torchvision"))
+        m = load_model(ModelOptions(model_name, model_name.split(":", 1)[0]))
         typer.echo(f"{m.weights_source}\nsha256 {m.weights_sha256}")
         return
     spec = get_spec(model_name)
