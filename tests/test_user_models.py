@@ -254,9 +254,9 @@ def test_timm_model_loads_with_its_preprocessing_and_renders(tmp_path):
 
     vit = get_spec("timm:vit_tiny_patch16_224")  # preprocessing from the pretrained config, without building
     assert vit.preprocess.mean == (0.5, 0.5, 0.5) and vit.native_size == 224 and vit.interpolation == "bicubic"
-    m = fvcli.load_model("timm:resnet18", weights="random:0", device="cpu")
+    m = fvcli.load_model("timm:resnet18", weights="random:0", device="cpu", sets=["model.native_size=64"])
     assert m.preprocess.mean == (0.485, 0.456, 0.406) and m.logits_layer == "fc" and m.num_classes == 1000
-    assert m.catalog["layer4"].channels == 512 and m.catalog["layer4"].spatial == (7, 7)
+    assert m.catalog["layer4"].channels == 512 and m.catalog["layer4"].spatial == (2, 2)
     res = fvcli.render(m, "layer3:5", steps=6, size=48, sets=["render.thresholds=[0]"], out=tmp_path)
     rec = res.records[0]
     assert rec["final_score"] > rec["scores"]["0"], rec["scores"]

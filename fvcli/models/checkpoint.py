@@ -102,7 +102,8 @@ def find_state_dict(obj: object, source: str, net: nn.Module | None = None,
     if _is_state_dict(obj):
         return obj, None  # type: ignore[return-value]
     if not isinstance(obj, Mapping):
-        raise FvError(f"weights file {source} holds a {type(obj).__name__}, not a state_dict or a checkpoint dict")
+        raise FvError(f"weights file {source} does not hold a state_dict (a mapping of names to tensors) nor a "
+                      f"checkpoint dict, but a {type(obj).__name__}")
     cands = [k for k, v in obj.items() if isinstance(k, str) and _is_state_dict(v)]
     if not cands:
         raise FvError(f"checkpoint {source} holds no state_dict (a mapping of names to tensors) under any key; its "
