@@ -188,6 +188,8 @@ def test_weights_errors_name_the_keys(cli, net_py, tmp_path):
     torch.save({"model": _build().state_dict(), "epoch": 1}, ckpt)
     r = cli("render", "conv2:1", "--model", ref, "--weights", ckpt, "--set", "model.weights_key=ema", *FAST)
     assert_bad_input(r, "model.weights_key 'ema' not found", "model, epoch")
+    r = cli("render", "conv2:1", "--model", ref, "--weights", "timm", "--out", tmp_path / "o", *FAST)
+    assert_bad_input(r, "--weights timm loads the published weights of timm:NAME models", "PATH, random:SEED")
     nothing = tmp_path / "nothing.pth"
     torch.save({"epoch": 1, "note": "no weights"}, nothing)
     r = cli("render", "conv2:1", "--model", ref, "--weights", nothing, "--out", tmp_path / "o", *FAST)

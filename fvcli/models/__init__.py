@@ -261,6 +261,10 @@ def _load_weights(spec: ModelSpec, net: nn.Module, opts: ModelOptions) -> tuple[
         return f"{spec.name} (the weights it was built with)", state_dict_sha256(net.state_dict())
     if w is not None and w in spec.named_weights:
         return spec.named_weights[w](spec, net, opts)
+    if w in ("torchvision", "timm") and not spec.name.startswith(f"{w}:"):
+        named = "".join(f", {n}" for n in spec.named_weights)
+        raise FvError(f"--weights {w} loads the published weights of {w}:NAME models; {spec.name} takes PATH, "
+                      f"random:SEED{named}")
     if w == "torchvision":
         from .tv import load_torchvision_default
 
