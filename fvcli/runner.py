@@ -1,6 +1,7 @@
 """Running units: plan them into batches (one layer per batch), render each batch, write PNG + JSON per unit.
 
-`render_units()` is what `fv render` calls; `fv sweep` builds on `plan_batches()` and `run_batch()`.
+`render_units()` is what `fv render` calls (through `api.render`); `fv sweep` builds on `plan_batches()` and
+`run_batch()`.
 """
 from __future__ import annotations
 
