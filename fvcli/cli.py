@@ -99,8 +99,8 @@ def _main_options(
 # Shared options ------------------------------------------------------------------------------------------------
 RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", autocompletion=complete_recipe, help="Recipe YAML file, or a named recipe (default, article, ...: `fv recipe list`).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set render.steps=64 (repeatable).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", autocompletion=complete_model, help="inceptionv1 (default), demo, or torchvision:NAME.")]
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="PATH, random:SEED, or torchvision (published torchvision weights).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", autocompletion=complete_model, help="inceptionv1 (default), demo, torchvision:NAME, timm:NAME (needs timm), or your own code: path/to/net.py:CALLABLE or package.module:CALLABLE returning an nn.Module (importing it runs it).")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="PATH (a state_dict, a training checkpoint or .safetensors), random:SEED, torchvision or timm (published weights). Your own code without --weights: its own weights.")]
 StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Optimization steps.")]
 SizeOpt = Annotated[Optional[int], typer.Option("--size", help="Image size in pixels.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Run seed (each unit's seed derives from it).")]
@@ -108,7 +108,7 @@ BatchOpt = Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Ima
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors: no progress bar, warnings, headers or hints.")]
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", autocompletion=complete_model, help="inceptionv1, demo, torchvision:NAME")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", autocompletion=complete_model, help="inceptionv1, demo, torchvision:NAME, timm:NAME, path/to/net.py:CALLABLE, package.module:CALLABLE")]
 
 
 def _batch_value(b: Optional[str]):
@@ -157,9 +157,8 @@ def render(
 ) -> None:
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
     _setup(verbose, quiet)
-    from .models import load_model
-    from .runner import render_units
-    from .units import parse_units, split_model_prefix
+    from .api import render as render_api
+    from .units import split_model_prefix
 
     items = list(units or [])
     prefixes = {split_model_prefix(u)[0] for u in items} - {None}
@@ -176,33 +175,11 @@ def render(
     items = items or list(rec.units)
     if not items:
         raise FvError("no units given: name some (e.g. `fv render mixed4a:11`) or list them under `units:` in the recipe")
-    v = rec.variants
-    diversity, diversity_weight, diversity_layer = v.diversity, v.diversity_weight, v.diversity_layer
-    negative, both = v.sign == "negative", v.sign == "both"
-    m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
-    from .expr import parse_unit_arg
-
-    parsed = [u for text in items for u in parse_unit_arg(text, m)]
-    from .runner import plan_batches, resolve_batch_size
-
-    if diversity > 1 or negative or both:
-        from .panels import n_variant_batches, render_variants
-
-        bs = resolve_batch_size(m, rec, len(parsed) * diversity * (2 if both else 1))
-        n_batches = n_variant_batches(m, parsed, bs, diversity, negative, both)
-        with _progress(rec.render.steps * n_batches, f"{len(parsed)} unit(s)", quiet) as bar:
-            result = render_variants(m, rec, parsed, out, facets=diversity, negative=negative, both=both,
-                                     diversity_weight=diversity_weight, diversity_layer=diversity_layer,
-                                     batch_size=bs, on_step=lambda _s: bar.update(1))
-    else:
-        bs = resolve_batch_size(m, rec, len(parsed))
-        n_batches = len(plan_batches(parsed, bs))
-        with _progress(rec.render.steps * n_batches, f"{len(parsed)} unit(s)", quiet) as bar:
-            result = render_units(m, rec, parsed, out, on_step=lambda _s: bar.update(1), batch_size=bs)
-    for p in result["pngs"]:
+    result = render_api(None, items, recipe=rec, out=out, progress=False if quiet else None)  # the library call
+    for p in result.pngs:
         typer.echo(str(p))
-    if result["grid"]:
-        typer.echo(f"grid: {result['grid']}")
+    if result.grid:
+        typer.echo(f"grid: {result.grid}")
 
 
 @app.command()
@@ -298,6 +275,7 @@ def weights_list(quiet: QuietOpt = False) -> None:
         typer.echo(f"{name:<14} {'cached ' if there else 'MISSING'} {path}\n{'':<14} sha256 {sha}\n{'':<14} from {url}")
     if not quiet:
         typer.echo("torchvision:NAME  published torchvision weights, cached in the same directory (--weights torchvision)")
+        typer.echo("timm:NAME         published timm weights, cached by Hugging Face in $HF_HOME/hub (--weights timm)")
 
 
 @weights_app.command("fetch")
@@ -307,10 +285,10 @@ def weights_fetch(model_name: ModelArg, quiet: QuietOpt = False) -> None:
     from .models import get_spec
     from .weights import download, file_sha256
 
-    if model_name.startswith("torchvision:"):
-        from .models import load_model
+    if model_name.startswith(("torchvision:", "timm:")):  # published weights, cached by torchvision / timm
+        from .models import ModelOptions, load_model
 
-        m = load_model(__import__("fvcli.models", fromlist=["ModelOptions"]).ModelOptions(model_name, "torchvision"))
+        m = load_model(ModelOptions(model_name, model_name.split(":", 1)[0]))
         typer.echo(f"{m.weights_source}\nsha256 {m.weights_sha256}")
         return
     spec = get_spec(model_name)

@@ -37,7 +37,7 @@ from .objectives import Diversity, Objective, PerImage, gram_cosines, regularize
 from .outputs import atomic_write_json, grid, save_png, to_uint8
 from .recipe import Recipe
 from .render import NumericalFault, derive_seed, render_batch
-from .runner import MAX_RETRIES, BatchResult, resolve_batch_size, unit_record, unit_seed
+from .runner import MAX_RETRIES, BatchResult, rendered_items, resolve_batch_size, unit_record, unit_seed
 from .units import Unit
 
 log = logging.getLogger(__name__)
@@ -286,45 +286,51 @@ def variant_record(model: LoadedModel, recipe: Recipe, res: VariantBatch, b: int
     return rec
 
 
-def write_variant_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: VariantBatch) -> list[Path]:
+def write_variant_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: VariantBatch,
+                        records: Sequence[dict] | None = None) -> list[Path]:
     """KEY.png (and KEY.stepNNNNN.png per extra threshold) and KEY.json per variant; PNG first, record last."""
     paths = []
     for b, v in enumerate(res.units):
         for s in res.snapshots[:-1]:
             save_png(out_dir / f"{v.key}.step{s.step:05d}.png", s.images[b])
         save_png(out_dir / f"{v.key}.png", res.snapshots[-1].images[b])
-        atomic_write_json(out_dir / f"{v.key}.json", variant_record(model, recipe, res, b))
+        rec = records[b] if records is not None else variant_record(model, recipe, res, b)
+        atomic_write_json(out_dir / f"{v.key}.json", rec)
         paths.append(out_dir / f"{v.key}.png")
     return paths
 
 
-def render_variants(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_dir: Path, *, facets: int = 1,
-                    negative: bool = False, both: bool = False, diversity_weight: float = DIVERSITY_WEIGHT,
-                    diversity_layer: str | None = None, batch_size: int | None = None,
-                    on_step: Callable[[int], None] | None = None) -> dict:
+def render_variants(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_dir: Path | None, *,
+                    facets: int = 1, negative: bool = False, both: bool = False,
+                    diversity_weight: float = DIVERSITY_WEIGHT, diversity_layer: str | None = None,
+                    batch_size: int | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """`fv render` with --diversity / --negative / --both: PNG + JSON per variant, and grid.png (one row per unit
-    when there are several pictures)."""
-    out_dir = Path(out_dir)
+    when there are several pictures), into `out_dir` (None: no files). Returns what `runner.render_units` does."""
+    out_dir = Path(out_dir) if out_dir is not None else None
     check_weight(diversity_weight)
     variants = expand(units, facets, negative, both)
     if diversity_layer is not None:
         model.layer(diversity_layer)
     bs = batch_size or resolve_batch_size(model, recipe, len(variants))
     written: list[Path] = []
+    items: list[dict] = []
     tiles: dict[str, np.ndarray] = {}
     for batch in plan_variant_batches(variants, bs):
         res = run_variant_batch(model, recipe, batch, diversity_weight, diversity_layer, on_step)
-        written += write_variant_batch(out_dir, model, recipe, res)
+        records = [variant_record(model, recipe, res, b) for b in range(len(batch))]
+        if out_dir is not None:
+            written += write_variant_batch(out_dir, model, recipe, res, records)
+        items += rendered_items(res, records)
         for b, v in enumerate(batch):
             tiles[v.key] = to_uint8(res.snapshots[-1].images[b])
     grid_path = None
-    if len(variants) > 1:
+    if len(variants) > 1 and out_dir is not None:
         per_unit = len(variants) // max(1, len(units))
         grid_path = out_dir / "grid.png"
         save_png(grid_path, grid([tiles[v.key] for v in variants], [v.tag or v.label for v in variants],
                                  cols=per_unit if per_unit > 1 else None, tile=min(224, recipe.render.size),
                                  rows_labels=[u.label for u in units] if per_unit > 1 else None))
-    return {"pngs": written, "grid": grid_path, "batch_size": bs, "variants": variants}
+    return {"pngs": written, "grid": grid_path, "batch_size": bs, "variants": variants, "items": items}
 
 
 def n_variant_batches(model: LoadedModel, units: Sequence[Unit], batch_size: int, facets: int = 1,

@@ -39,12 +39,16 @@ def _bounds(lo: float | None = None, hi: float | None = None, choices: tuple | N
 
 @dataclass(frozen=True)
 class ModelRecipe:
-    name: str = "inceptionv1"  # a registered model (`fv weights list`) or torchvision:NAME
-    weights: str | None = None  # None: the model's cached default file; a path; random:SEED; torchvision
+    # a registered model (`fv weights list`), torchvision:NAME, timm:NAME, path/to/net.py:CALLABLE, pkg.mod:CALLABLE
+    name: str = "inceptionv1"
+    weights: str | None = None  # None: the model's default; PATH; random:SEED; torchvision; timm
     num_classes: int | None = field(default=None, metadata=_bounds(1, 100_000))
     preprocess: dict | None = None  # {value_range: [lo, hi]} or {mean: [r,g,b], std: [r,g,b]}
     labels: str | None = None  # labels file: line i names class i
     redirect_relu: bool | None = None  # None: the model's default (on for inceptionv1, as lucid)
+    kwargs: dict | None = None  # keyword arguments of the model's callable (user code, timm.create_model)
+    weights_key: str | None = None  # the key holding the state_dict in a checkpoint dict (None: found)
+    native_size: int | None = field(default=None, metadata=_bounds(8, MAX_SIZE))  # None: the model's (user: 224)
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ class Recipe:
             pre = Preprocess(value_range=tuple(p["value_range"])) if "value_range" in p else Preprocess(
                 mean=tuple(p["mean"]), std=tuple(p["std"]))
         m = self.model
-        return ModelOptions(m.name, m.weights, m.num_classes, pre, m.labels, m.redirect_relu)
+        return ModelOptions(m.name, m.weights, m.num_classes, pre, m.labels, m.redirect_relu, m.kwargs,
+                            m.weights_key, m.native_size)
 
     def loop_settings(self) -> LoopSettings:
         r, p = self.render, self.param
@@ -162,10 +167,16 @@ class Recipe:
         d["render"].pop("compile")  # same pictures up to float rounding, like the device
         d.pop("units")
         d.pop("examples")
+        for key in _NEWER_MODEL_KEYS:  # unset, they add nothing: recipes written before them keep their hash
+            if d["model"].get(key) is None:
+                d["model"].pop(key)
         for name, cls in (("variants", VariantsRecipe), ("interpolation", InterpolationRecipe)):
             if getattr(self, name) == cls():  # at their defaults they add nothing: plain recipes keep their hash
                 d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_NEWER_MODEL_KEYS = ("kwargs", "weights_key", "native_size")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -337,6 +348,19 @@ def _check_preprocess(p: dict | None) -> None:
                   f"got keys {sorted(p)}")
 
 
+def _check_kwargs(kwargs: dict | None) -> None:
+    if kwargs is None:
+        return
+    bad = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier()]
+    if bad:
+        raise FvError(f"recipe key model.kwargs: keys must be argument names, got {bad}")
+    try:
+        json.dumps(kwargs)
+    except (TypeError, ValueError):
+        raise FvError(f"recipe key model.kwargs: values must be plain YAML (numbers, strings, lists, mappings), "
+                      f"got {kwargs!r}") from None
+
+
 SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe,
             "examples": ExamplesRecipe, "variants": VariantsRecipe, "interpolation": InterpolationRecipe}
 TOP_KEYS = tuple(SECTIONS) + ("transforms", "units")
@@ -353,6 +377,7 @@ def from_dict(raw: Any) -> Recipe:
             raise FvError(f"unknown recipe key {key}{did_you_mean(str(key), TOP_KEYS)}; valid: {', '.join(TOP_KEYS)}")
     kw: dict[str, Any] = {name: _build_section(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
     _check_preprocess(kw["model"].preprocess)
+    _check_kwargs(kw["model"].kwargs)
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["article"]
     units = raw.get("units") or []
     if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
@@ -393,9 +418,12 @@ def read_yaml(path: Path) -> dict:
     if isinstance(model, dict):  # relative paths in a recipe are relative to the recipe file
         for key in ("weights", "labels"):
             v = model.get(key)
-            if isinstance(v, str) and v and not v.startswith(("random:", "torchvision")) and not os.path.isabs(
-                    os.path.expanduser(v)):
+            named = v in ("torchvision", "timm") or str(v).startswith("random:")
+            if isinstance(v, str) and v and not named and not os.path.isabs(os.path.expanduser(v)):
                 model[key] = str((base / v).resolve())
+        v = model.get("name")
+        if isinstance(v, str) and ".py:" in v and not os.path.isabs(os.path.expanduser(v)):  # path/to/net.py:build
+            model["name"] = str((base / v).resolve())
     ex = raw.get("examples")
     if isinstance(ex, dict) and isinstance(ex.get("images"), str) and ex["images"] and not os.path.isabs(
             os.path.expanduser(ex["images"])):

@@ -1,6 +1,7 @@
 """Running units: plan them into batches (one layer per batch), render each batch, write PNG + JSON per unit.
 
-`render_units()` is what `fv render` calls; `fv sweep` builds on `plan_batches()` and `run_batch()`.
+`render_units()` is what `fv render` calls (through `api.render`); `fv sweep` builds on `plan_batches()` and
+`run_batch()`.
 """
 from __future__ import annotations
 
@@ -222,33 +223,50 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
     }
 
 
-def write_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: BatchResult) -> list[Path]:
+def batch_records(model: LoadedModel, recipe: Recipe, res: BatchResult) -> list[dict]:
+    """The JSON record of each unit of a rendered batch."""
+    return [unit_record(model, recipe, unit, res.seeds[b], res.objectives[b], res.snapshots, b, res.seconds,
+                        len(res.units), res.faults[b] if res.faults else None) for b, unit in enumerate(res.units)]
+
+
+def write_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: BatchResult,
+                records: Sequence[dict] | None = None) -> list[Path]:
     """PNG per threshold (the last one as KEY.png) and one JSON record per unit; PNG first, record last."""
     paths = []
     final = res.snapshots[-1]
+    records = records if records is not None else batch_records(model, recipe, res)
     for b, unit in enumerate(res.units):
         for s in res.snapshots[:-1]:
             save_png(out_dir / f"{unit.key}.step{s.step:05d}.png", s.images[b])
         save_png(out_dir / f"{unit.key}.png", final.images[b])
-        rec = unit_record(model, recipe, unit, res.seeds[b], res.objectives[b], res.snapshots, b, res.seconds,
-                          len(res.units), res.faults[b] if res.faults else None)
-        atomic_write_json(out_dir / f"{unit.key}.json", rec)
+        atomic_write_json(out_dir / f"{unit.key}.json", records[b])
         paths.append(out_dir / f"{unit.key}.png")
     return paths
 
 
-def render_units(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_dir: Path,
+def rendered_items(res: BatchResult, records: Sequence[dict]) -> list[dict]:
+    """Per unit of a batch: key, label, final image (3, H, W) in [0, 1] on the CPU, record, earlier snapshots."""
+    return [{"key": u.key, "label": u.label, "image": res.snapshots[-1].images[b], "record": records[b],
+             "history": {s.step: s.images[b] for s in res.snapshots[:-1]}} for b, u in enumerate(res.units)]
+
+
+def render_units(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_dir: Path | None,
                  on_step: Callable[[int], None] | None = None, batch_size: int | None = None) -> dict:
-    """Render `units` into `out_dir`: KEY.png + KEY.json each, and grid.png when there are several."""
-    out_dir = Path(out_dir)
+    """Render `units`: KEY.png + KEY.json each, and grid.png when there are several, into `out_dir` (None: no
+    files). Returns {"pngs", "grid", "batch_size", "items" (see `rendered_items`)}."""
+    out_dir = Path(out_dir) if out_dir is not None else None
     bs = batch_size or resolve_batch_size(model, recipe, len(units))
     written: list[Path] = []
+    items: list[dict] = []
     tiles, labels = [], []
     backoff = OomBackoff(model.device)
 
     def one(batch: list[Unit]) -> list[Unit]:
         res = run_batch(model, recipe, batch, on_step=on_step)
-        written.extend(write_batch(out_dir, model, recipe, res))  # written as soon as a batch is done
+        records = batch_records(model, recipe, res)
+        if out_dir is not None:
+            written.extend(write_batch(out_dir, model, recipe, res, records))  # written as soon as a batch is done
+        items.extend(rendered_items(res, records))
         for b, u in enumerate(batch):
             tiles.append(to_uint8(res.snapshots[-1].images[b]))
             lab = model.label(u.channel) if u.kind in ("logit", "prob") else None
@@ -258,7 +276,7 @@ def render_units(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_
     for batch in plan_batches(units, bs):
         backoff(one, batch)
     grid_path = None
-    if len(units) > 1:
+    if len(units) > 1 and out_dir is not None:
         grid_path = out_dir / "grid.png"
         save_png(grid_path, grid(tiles, labels, tile=min(224, recipe.render.size)))
-    return {"pngs": written, "grid": grid_path, "batch_size": bs}
+    return {"pngs": written, "grid": grid_path, "batch_size": bs, "items": items}

@@ -5,8 +5,9 @@ and where its weights come from. `load_model()` returns a `LoadedModel`: the fro
 `catalog` of addressable layers (name -> module path, channels, spatial size at the native size). `Capture` hooks only
 the layers an objective needs and stops the forward pass as soon as they are all seen (truncation).
 
-Registered: `inceptionv1` (the article's network), `demo` (a small network fv trains itself), and any
-`torchvision:NAME` classifier.
+Registered: `inceptionv1` (the article's network), `demo` (a small network fv trains itself), any
+`torchvision:NAME` classifier, any `timm:NAME` model (models/timm_models.py, when timm is installed), and the
+user's own code: `path/to/net.py:build` or `package.module:build`, or a module already in memory (models/user.py).
 """
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ class ModelOptions:
     preprocess: Preprocess | None = None
     labels: str | None = None  # path of a labels file, one name per line, line i = class i
     redirect_relu: bool | None = None  # None: the model's default
+    kwargs: Mapping | None = None  # keyword arguments of a user callable (`net.py:build`)
+    weights_key: str | None = None  # the key of a checkpoint dict holding the state_dict (None: found)
+    native_size: int | None = None  # None: the model's own (224 for user models)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ class ModelSpec:
     redirect_relu_default: bool = False
     labels: Callable[[], tuple[str, ...] | None] = lambda: None
     builtin_weights: Path | None = None  # weights shipped inside the package
+    own_weights: bool = False  # no --weights: keep the weights the build returned (user code, in-memory modules)
+    # Named weight sources besides PATH and random:SEED (e.g. {"timm": ...}): name -> loader(spec, net, opts)
+    # returning (source description, sha256).
+    named_weights: Mapping[str, Callable[[ModelSpec, nn.Module, ModelOptions], tuple[str, str]]] = field(
+        default_factory=dict)
+    interpolation: str = "bilinear"  # how the model's data pipeline resizes images (timm's pretrained_cfg)
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,9 @@ class LoadedModel:
 
     @property
     def num_classes(self) -> int:
+        if self.logits_layer not in self.catalog:
+            raise FvError(f"model {self.name} has no logits layer (no layer with a vector output); name a layer's "
+                          f"channels instead (`fv layers {self.name}`)")
         return self.catalog[self.logits_layer].channels
 
     def class_index(self, cls: str | int) -> int:
@@ -180,9 +193,18 @@ def get_spec(name: str) -> ModelSpec:
         from .tv import torchvision_spec
 
         return torchvision_spec(name)
+    if name.startswith("timm:"):
+        from .timm_models import timm_spec
+
+        return timm_spec(name)
+    from .user import is_user_reference, user_spec
+
+    if is_user_reference(name):
+        return user_spec(name)
     raise FvError(
-        f"unknown model {name!r}{did_you_mean(name, _REGISTRY)}; valid: {', '.join(registered_names())} "
-        f"or torchvision:NAME (e.g. torchvision:googlenet, torchvision:mobilenet_v2)"
+        f"unknown model {name!r}{did_you_mean(name, _REGISTRY)}; valid: {', '.join(registered_names())}, "
+        f"torchvision:NAME (e.g. torchvision:googlenet), timm:NAME, or your own code as path/to/net.py:CALLABLE "
+        f"or package.module:CALLABLE"
     )
 
 
@@ -235,6 +257,14 @@ def _load_weights(spec: ModelSpec, net: nn.Module, opts: ModelOptions) -> tuple[
         gen = torch.Generator().manual_seed(int(seed_s))
         _random_init(net, gen)
         return w, state_dict_sha256(net.state_dict())
+    if w is None and spec.own_weights:
+        return f"{spec.name} (the weights it was built with)", state_dict_sha256(net.state_dict())
+    if w is not None and w in spec.named_weights:
+        return spec.named_weights[w](spec, net, opts)
+    if w in ("torchvision", "timm") and not spec.name.startswith(f"{w}:"):
+        named = "".join(f", {n}" for n in spec.named_weights)
+        raise FvError(f"--weights {w} loads the published weights of {w}:NAME models; {spec.name} takes PATH, "
+                      f"random:SEED{named}")
     if w == "torchvision":
         from .tv import load_torchvision_default
 
@@ -242,13 +272,17 @@ def _load_weights(spec: ModelSpec, net: nn.Module, opts: ModelOptions) -> tuple[
     if w is None:
         path = expected_weights_path(spec)
         if path is None:
-            raise FvError(f"model {spec.name} has no default weights; pass --weights PATH or random:SEED")
+            named = "".join(f"{n} (published), " for n in spec.named_weights)
+            raise FvError(f"model {spec.name} has no default weights; pass --weights {named}PATH or random:SEED")
         if not path.is_file():
             raise FvError(_missing_weights_message(spec, path))
     else:
         path = Path(os.path.expanduser(w))
-    apply_state_dict(net, load_state_dict_file(path), str(path))
-    return str(path), file_sha256(path)
+    from .checkpoint import read_weights
+
+    sd, where = read_weights(path, net, opts.weights_key)  # a state_dict, or the one inside a checkpoint dict
+    apply_state_dict(net, sd, where)
+    return where, file_sha256(path)
 
 
 def _random_init(net: nn.Module, gen: torch.Generator) -> None:
@@ -304,11 +338,14 @@ def _probe_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int,
 
 
 def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.device = "cpu",
-               channels_last: bool = True) -> LoadedModel:
-    """Build, load and freeze a model; probe its layer catalog. Raises FvError on bad names or weights."""
+               channels_last: bool = True, spec: ModelSpec | None = None) -> LoadedModel:
+    """Build, load and freeze a model; probe its layer catalog. Raises FvError on bad names or weights.
+
+    `spec` overrides the lookup of `opts.name` (an in-memory module: `user.module_spec`); the public, friendlier
+    entry point is `fvcli.load_model` (api.py)."""
     if isinstance(opts, str):
         opts = ModelOptions(name=opts)
-    spec = get_spec(opts.name)
+    spec = spec or get_spec(opts.name)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     net = spec.build(opts)
     source, sha = _load_weights(spec, net, opts)
@@ -322,15 +359,18 @@ def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.dev
     if channels_last:
         net.to(memory_format=torch.channels_last)
     candidates = spec.layer_paths() if spec.layer_paths else [(n, n) for n, _ in net.named_modules() if n]
-    catalog = _probe_catalog(net, candidates, spec.native_size, dev)
+    native = opts.native_size or spec.native_size
+    catalog = _probe_catalog(net, candidates, native, dev)
+    logits = spec.logits_layer or next((i.name for i in reversed(catalog.values()) if i.spatial is None), "")
     labels = spec.labels()
     if opts.labels:
         labels = read_labels(opts.labels)
     preprocess = opts.preprocess or spec.preprocess
     return LoadedModel(
-        name=spec.name, net=net, preprocess=preprocess, catalog=catalog, native_size=spec.native_size,
-        logits_layer=spec.logits_layer, main_layers=tuple(m for m in spec.main_layers if m in catalog),
+        name=spec.name, net=net, preprocess=preprocess, catalog=catalog, native_size=native,
+        logits_layer=logits, main_layers=tuple(m for m in spec.main_layers if m in catalog),
         labels=labels, weights_source=source, weights_sha256=sha, device=dev, redirect_relu=redirect,
+        extra={"interpolation": spec.interpolation},
     )
 
 
