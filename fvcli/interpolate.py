@@ -91,7 +91,7 @@ def interpolate(model: LoadedModel, recipe: Recipe, a: Unit, b: Unit, frames: in
     interp = Interpolate.frames(obj_a, obj_b, frames)
     objective: Objective = interp if lay is None else interp + align_weight * Alignment(lay, align_decay)
     r = recipe.regularizers
-    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur)
+    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur, r.bilateral)
     if reg is not None:
         objective = objective + reg
 
