@@ -123,9 +123,10 @@ class Panel:
     score: float | None = None  # the unit's objective on the image
     hf: float | None = None  # high-frequency fraction (metrics.high_frequency_energy)
     info: dict = field(default_factory=dict)  # more numbers for the JSON (seed, steps, ...)
+    detail: str | None = None  # a second caption line (e.g. the unit)
 
     def caption(self) -> list[str]:
-        lines = [self.label]
+        lines = [self.label] + ([self.detail] if self.detail else [])
         if self.score is not None:
             lines.append(f"score {self.score:.3g}")
         if self.hf is not None:
@@ -133,7 +134,8 @@ class Panel:
         return lines
 
     def record(self) -> dict:
-        return {"label": self.label, "score": self.score, "hf_fraction": self.hf, **self.info}
+        rec = {"label": self.label, "score": self.score, "hf_fraction": self.hf, **self.info}
+        return {**rec, "detail": self.detail} if self.detail else rec
 
 
 def hf(image: torch.Tensor) -> float:
@@ -175,7 +177,7 @@ def layout(panels: Sequence[Panel], cols: int, size: int, row_labels: Sequence[s
     font = _font()
     n_lines = max((len(p.caption()) for p in panels), default=1)
     cap_h, pad = 12 * n_lines + 4, 6
-    chars = max(8, t // 6)
+    chars = max(8, t // 5)
     left = 8 + 6 * max((len(s) for s in row_labels), default=0) if row_labels else 0
     rows = -(-len(panels) // cols)
     canvas = Image.new("RGB", (left + cols * (t + pad) + pad, rows * (t + cap_h + pad) + pad), "white")

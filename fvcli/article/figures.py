@@ -54,8 +54,10 @@ def objectives_figure(ctx: Context) -> FigureResult:
     seeds = [ctx.seed("objectives", x.key) for x in units]
     steps = ctx.base_steps
     img = ctx.render(objs, seeds, ctx.settings(steps))[-1].images
-    panels = _panels(ctx, [f"{n} {x.label}" for n, x in zip(names, units)], objs, img, seeds, steps)
+    panels = _panels(ctx, names, objs, img, seeds, steps)
     label = m.label(ctx.class_index)
+    for p, x in zip(panels, units):
+        p.detail = x.label if x.kind not in ("logit", "prob") or not label else f"{x.channel} {label}"
     return FigureResult(panels, 5, ", ".join(x.label for x in units), steps,
                         extra={"class_label": label})
 

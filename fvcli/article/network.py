@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from ..errors import FvError
 from ..models import LoadedModel, expected_weights_path, get_spec
-from ..recipe import load_recipe
+from ..recipe import Recipe, load_recipe
 from ..render import derive_seed
 from ..units import Unit, parse_units
 from .core import Network
@@ -47,7 +47,7 @@ def choose_network(recipe: str | None, sets: list[str], overrides: dict) -> Netw
     """The recipe to use (defaults < recipe file < --set < overrides) and a note saying which network and why."""
     requested = recipe is not None or overrides.get("model.name") is not None
     if requested:
-        rec = load_recipe(recipe, sets, overrides)
+        rec = _demo_size(load_recipe(recipe, sets, overrides), sets, overrides)
         return Network(rec, f"network {rec.model.name} (as requested)", True)
     if inceptionv1_cached():
         return Network(load_recipe(None, sets, overrides), "network inceptionv1, the article's (weights cached)", False)
@@ -55,11 +55,17 @@ def choose_network(recipe: str | None, sets: list[str], overrides: dict) -> Netw
         rec = load_recipe("mobilenet_v2", sets, overrides)
         return Network(rec, "InceptionV1 weights are not cached (`fv weights fetch inceptionv1`): using the real "
                             "ImageNet MobileNetV2 (recipe mobilenet_v2) instead", False)
-    rec = load_recipe(None, sets, {**overrides, "model.name": "demo"})
-    if overrides.get("render.size") is None and not any(s.startswith("render.size=") for s in sets):
-        rec = replace(rec, render=replace(rec.render, size=DEMO_SIZE))
+    rec = _demo_size(load_recipe(None, sets, {**overrides, "model.name": "demo"}), sets, overrides)
     return Network(rec, "InceptionV1 weights are not cached and the real MobileNetV2 is not in ../shared: using "
                         "fv's offline demo model instead", False)
+
+
+def _demo_size(rec: Recipe, sets: list[str], overrides: dict) -> Recipe:
+    """The demo model renders at its native 64 px unless a size was asked for."""
+    asked = overrides.get("render.size") is not None or any(x.startswith("render.size=") for x in sets)
+    if rec.model.name != "demo" or asked or rec.render.size != Recipe().render.size:
+        return rec
+    return replace(rec, render=replace(rec.render, size=DEMO_SIZE))
 
 
 def _one(text: str, model: LoadedModel, what: str) -> Unit:

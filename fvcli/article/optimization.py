@@ -136,8 +136,8 @@ def show_direction(d: torch.Tensor) -> torch.Tensor:
 def directions(ctx: Context, objective: Objective, x0: torch.Tensor) -> dict[str, torch.Tensor]:
     g = pixel_gradient(ctx, objective, x0)
     dp = ctx.recipe.param.decay_power
-    return {"L2 (pixel gradient)": g, "L-inf (sign)": torch.sign(g),
-            "Fourier": fourier_direction(g, False, dp), "decorrelated Fourier": fourier_direction(g, True, dp),
+    return {"L2 (gradient)": g, "L-inf (sign)": torch.sign(g),
+            "Fourier": fourier_direction(g, False, dp), "decorr. Fourier": fourier_direction(g, True, dp),
             "gradient blur": gaussian_blur(g, 1.0), "Laplacian pyramid": laplacian_normalize(g, 4)}
 
 
@@ -160,7 +160,8 @@ def preconditioning_figure(ctx: Context) -> FigureResult:
 
 def checkerboard_figure(ctx: Context) -> FigureResult:
     """|d channel / d image| at a flat grey and at a noise image, for an early layer and the unit's layer:
-    strided convolutions and pools imprint their grid on the gradient."""
+    strided convolutions and pools imprint their grid on the gradient. The channel of each layer is the one most
+    active on the flat image (a channel that is off there has no gradient to show)."""
     m, u = ctx.model, ctx.unit
     mains = [name for name in m.main_layers if m.layer(name).spatial is not None] or [u.layer]
     early = mains[max(0, min(len(mains) - 1, len(mains) // 3))]
@@ -168,7 +169,8 @@ def checkerboard_figure(ctx: Context) -> FigureResult:
     starts = {"flat": torch.full((1, 3, ctx.size, ctx.size), 0.5), "noise": start_image(ctx, "checkerboard")}
     panels, labels = [], []
     for layer in layers:
-        ch = u.channel % m.layer(layer).channels
+        ch = u.channel if layer == u.layer and _active(ctx, layer, starts["flat"], u.channel) else \
+            most_active(ctx, layer, starts["flat"])
         obj = Unit("channel", layer, ch).objective(m)
         labels.append(f"{layer}:{ch}")
         for name, x in starts.items():
@@ -177,6 +179,20 @@ def checkerboard_figure(ctx: Context) -> FigureResult:
             panels.append(Panel(f"{name} image", shown, None, hf(mag.expand(3, -1, -1)),
                                 {"layer": layer, "channel": ch, "period_energy": period_energy(mag)}))
     return FigureResult(panels, len(starts), ", ".join(labels), 0, row_labels=labels)
+
+
+def _mean_acts(ctx: Context, layer: str, image: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad(), Capture(ctx.model, [layer]) as cap:
+        a = cap(ctx.model.preprocess.apply(image.to(ctx.model.device)))[layer].float()
+    return (a.flatten(2).mean(2) if a.dim() > 2 else a)[0].cpu()  # (C,)
+
+
+def _active(ctx: Context, layer: str, image: torch.Tensor, channel: int) -> bool:
+    return bool(_mean_acts(ctx, layer, image)[channel] > 0)
+
+
+def most_active(ctx: Context, layer: str, image: torch.Tensor) -> int:
+    return int(_mean_acts(ctx, layer, image).argmax())
 
 
 def period_energy(mag: torch.Tensor) -> dict[str, float]:
