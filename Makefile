@@ -36,6 +36,16 @@ demo: $(STAMP)
 	@echo "gallery: open $(DEMO_OUT)/index.html in a browser"
 	@echo "next, GoogLeNet (downloads its weights once): $(VENV)/bin/fv weights fetch inceptionv1 && $(VENV)/bin/fv render mixed4a:11"
 
+# The Distill article's figures (fv article; fvcli/article/): InceptionV1 when its weights are cached, else the real
+# MobileNetV2 in ../shared, else the demo model (the page and the log say which). Resumable: rerun to continue.
+# ARTICLE_ARGS adds fv options, e.g. ARTICLE_ARGS="--quick" or "--size 128 --steps-scale 0.25 --images DIR".
+ARTICLE_OUT ?= runs/article
+ARTICLE_ARGS ?=
+.PHONY: article
+article: $(STAMP)
+	$(FV) article --out $(ARTICLE_OUT) $(ARTICLE_ARGS)
+	@echo "page: open $(ARTICLE_OUT)/index.html in a browser"
+
 # Retrain the demo model and its judge (scripts/train_demo_model.py; deterministic, a few minutes on 2 cores).
 demo-model: $(STAMP)
 	$(PY) scripts/train_demo_model.py $(DEMO_MODEL_ARGS)

@@ -515,6 +515,52 @@ def examples_cmd(
         typer.echo(f"gallery: {out / 'index.html'} (optimized images beside dataset examples)")
 
 
+QUICK_SCALE = 1 / 64  # --quick: 8 steps for a 512-step render, 40 for the 2560-step filmstrip
+QUICK_SIZE = 64
+
+
+@app.command("article")
+@handle_errors
+def article_cmd(
+    figures: Annotated[Optional[list[str]], typer.Argument(metavar="[FIGURE]...", help="Figures to build (default: all): objectives, examples, diversity, interaction, enemy, regularization, preconditioning, checkerboard, progress, appendix.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (FIGURE.png + .json, index.html).")] = Path("runs/article"),
+    recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
+    size: SizeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
+    steps_scale: Annotated[float, typer.Option("--steps-scale", help="Multiply every step count (0.125: 64 instead of 512, 320 instead of 2560).")] = 1.0,
+    quick: Annotated[bool, typer.Option("--quick", help=f"A fast preview: --steps-scale 1/64 and at most {QUICK_SIZE} px.")] = False,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="The channel the figures show, LAYER:CHANNEL (default: the article's on InceptionV1, else one picked by the seed).")] = None,
+    class_: Annotated[Optional[str], typer.Option("--class", help="The class of the logit / probability panels (index or name).")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="Image folder: adds the dataset-examples figure (fv examples).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Reproduce the article's figures: FIGURE.png + FIGURE.json each and index.html; rerun to resume."""
+    _setup(verbose)
+    from .article import build_article, select_figures
+    from .article.network import choose_network, make_context
+    from .models import load_model
+
+    select_figures(figures or [])  # unknown names fail before anything is loaded
+    network = choose_network(recipe, set_ or [], {"model.name": model, "model.weights": weights,
+                                                   "render.size": size, "render.seed": seed, "render.device": device})
+    if quick:
+        steps_scale = QUICK_SCALE
+        if network.recipe.render.size > QUICK_SIZE:
+            from dataclasses import replace
+
+            network = replace(network, recipe=replace(network.recipe, render=replace(network.recipe.render,
+                                                                                     size=QUICK_SIZE)))
+    log.info("fv article: %s", network.note)
+    typer.echo(f"network: {network.note}", err=True)  # always said: the figures may not be on the article's network
+    rec = network.recipe
+    m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
+    ctx = make_context(network, m, steps_scale=steps_scale, unit=unit, cls=class_, images=images)
+    report = build_article(ctx, out, figures or [],
+                           on_figure=lambda fid, what: typer.echo(f"{what}: {out / (fid + '.png')}"))
+    for fid, why in report.not_built.items():
+        typer.echo(f"not built: {fid} ({why})", err=True)
+    typer.echo(f"page: {report.page}")
+
+
 def main() -> None:
     app()
 

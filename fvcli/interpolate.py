@@ -28,6 +28,7 @@ from .objectives import Alignment, Interpolate, Objective, regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
 from .panels import check_weight, main_layer_before
 from .param import SharedImage
+from .preconditioners import make_preconditioner
 from .recipe import Recipe
 from .render import Snapshot, derive_seed, optimize
 from .transforms import Schedule
@@ -91,7 +92,7 @@ def interpolate(model: LoadedModel, recipe: Recipe, a: Unit, b: Unit, frames: in
     interp = Interpolate.frames(obj_a, obj_b, frames)
     objective: Objective = interp if lay is None else interp + align_weight * Alignment(lay, align_decay)
     r = recipe.regularizers
-    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur)
+    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur, r.bilateral)
     if reg is not None:
         objective = objective + reg
 
@@ -104,7 +105,8 @@ def interpolate(model: LoadedModel, recipe: Recipe, a: Unit, b: Unit, frames: in
     schedule = Schedule.build(s.transforms, s.steps, same, h, w, model.device)
     t0 = time.perf_counter()
     snaps = list(optimize(model, objective, param, schedule, s.steps, s.lr, s.thresholds,
-                          channels_last=s.channels_last, precision=s.precision, on_step=on_step))
+                          channels_last=s.channels_last, precision=s.precision, on_step=on_step,
+                          precondition=make_preconditioner(s.gradient)))
     seconds = time.perf_counter() - t0
     sa, sb = score_frames(model, obj_a, obj_b, snaps[-1].images)
     return Interpolation(a, b, interp.ts, seeds, shared_seed, transform_seed, lay, align_weight, align_decay,

@@ -285,7 +285,8 @@ class PerImage(Objective):
         return torch.cat(rows)
 
 
-def regularizers(l1: float = 0.0, l1_constant: float = 0.5, tv: float = 0.0, blur: float = 0.0) -> Objective | None:
+def regularizers(l1: float = 0.0, l1_constant: float = 0.5, tv: float = 0.0, blur: float = 0.0,
+                 bilateral: float = 0.0) -> Objective | None:
     """The recipe's penalty terms as one objective to add (weights are penalties: they are subtracted)."""
     terms: list[tuple[float, Objective]] = []
     if l1:
@@ -294,6 +295,10 @@ def regularizers(l1: float = 0.0, l1_constant: float = 0.5, tv: float = 0.0, blu
         terms.append((-tv, TotalVariation()))
     if blur:
         terms.append((blur, BlurEachStep()))
+    if bilateral:
+        from .bilateral import BilateralEachStep  # it builds on this module
+
+        terms.append((bilateral, BilateralEachStep()))
     return Sum(tuple(terms)) if terms else None
 
 

@@ -214,7 +214,7 @@ def run_variant_batch(model: LoadedModel, recipe: Recipe, variants: Sequence[Var
     learning rate (up to MAX_RETRIES times); every record of the batch lists it."""
     variants = list(variants)
     r = recipe.regularizers
-    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur)
+    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur, r.bilateral)
     base_objs = [v.objective(model) for v in variants]
     objs = [o + reg for o in base_objs] if reg is not None else base_objs
     div, div_layers = diversity_term(model, variants, diversity_weight, diversity_layer)

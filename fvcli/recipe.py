@@ -23,6 +23,7 @@ import yaml
 from .errors import FvError, did_you_mean
 from .models import ModelOptions, Preprocess
 from .named_recipes import CONFIG_DIR, named_recipes  # noqa: F401  (CONFIG_DIR: for callers)
+from .preconditioners import KINDS as PRECONDITIONERS, SPATIAL as SPATIAL_PRECONDITIONERS, GradientSpec
 from .render import LoopSettings
 from .transforms import PRESETS, Crop, Jitter, Pad, Rotate, Scale, Step
 
@@ -79,6 +80,16 @@ class RegularizerRecipe:
     l1_constant: float = field(default=0.5, metadata=_bounds(0.0, 1.0))
     tv: float = field(default=0.0, metadata=_bounds(0.0, 1e6))  # weight of the total-variation penalty
     blur: float = field(default=0.0, metadata=_bounds(0.0, 1e6))  # weight of lucid's blur-each-step term
+    bilateral: float = field(default=0.0, metadata=_bounds(0.0, 1e6))  # the same with a bilateral filter (edges kept)
+
+
+@dataclass(frozen=True)
+class GradientRecipe:
+    """A gradient preconditioner applied before every optimizer step (fvcli/preconditioners.py)."""
+
+    precondition: str = field(default="none", metadata=_bounds(choices=PRECONDITIONERS))  # blur/laplacian: pixel param
+    sigma: float = field(default=1.0, metadata=_bounds(0.1, 64.0))  # blur: Gaussian sigma in pixels
+    levels: int = field(default=4, metadata=_bounds(1, 12))  # laplacian: pyramid levels
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class Recipe:
     examples: ExamplesRecipe = ExamplesRecipe()  # `fv examples` settings (not hashed)
     variants: VariantsRecipe = VariantsRecipe()  # diversity facets, negatives, appendix panels
     interpolation: InterpolationRecipe = InterpolationRecipe()  # `fv interpolate`
+    gradient: GradientRecipe = GradientRecipe()  # gradient preconditioner (default: none)
 
     # -- derived views --------------------------------------------------------------------------------------
     def model_options(self) -> ModelOptions:
@@ -149,7 +161,7 @@ class Recipe:
         return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
                             decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
                             transforms=self.transforms, channels_last=r.channels_last, precision=r.precision,
-                            compile=r.compile)
+                            compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -170,7 +182,10 @@ class Recipe:
         for key in _NEWER_MODEL_KEYS:  # unset, they add nothing: recipes written before them keep their hash
             if d["model"].get(key) is None:
                 d["model"].pop(key)
-        for name, cls in (("variants", VariantsRecipe), ("interpolation", InterpolationRecipe)):
+        if self.regularizers.bilateral == 0:  # recipes from before the key existed keep their hash
+            d["regularizers"].pop("bilateral")
+        for name, cls in (("variants", VariantsRecipe), ("interpolation", InterpolationRecipe),
+                          ("gradient", GradientRecipe)):
             if getattr(self, name) == cls():  # at their defaults they add nothing: plain recipes keep their hash
                 d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -362,7 +377,8 @@ def _check_kwargs(kwargs: dict | None) -> None:
 
 
 SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe,
-            "examples": ExamplesRecipe, "variants": VariantsRecipe, "interpolation": InterpolationRecipe}
+            "examples": ExamplesRecipe, "variants": VariantsRecipe, "interpolation": InterpolationRecipe,
+            "gradient": GradientRecipe}
 TOP_KEYS = tuple(SECTIONS) + ("transforms", "units")
 
 
@@ -378,6 +394,10 @@ def from_dict(raw: Any) -> Recipe:
     kw: dict[str, Any] = {name: _build_section(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
     _check_preprocess(kw["model"].preprocess)
     _check_kwargs(kw["model"].kwargs)
+    pre = kw["gradient"].precondition
+    if pre in SPATIAL_PRECONDITIONERS and kw["param"].kind != "pixel":
+        raise FvError(f"recipe key gradient.precondition: {pre!r} reshapes an image-shaped gradient and needs "
+                      f"param.kind: pixel (got {kw['param'].kind!r}); with any param use one of: none, sign")
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["article"]
     units = raw.get("units") or []
     if not isinstance(units, list) or not all(isinstance(u, str) for u in units):

@@ -19,6 +19,7 @@ from .errors import FvRuntimeError
 from .models import Capture, LoadedModel
 from .objectives import Objective
 from .param import make_param
+from .preconditioners import GradientSpec, apply_preconditioner, make_preconditioner
 from .transforms import Schedule, Step
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ def compile_step(fn: Callable, device: torch.device, enabled: bool, backend: str
 def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, schedule: Schedule | None,
              steps: int, lr: float, thresholds: Sequence[int], *, channels_last: bool = True,
              precision: str = "fp32", on_step: Callable[[int], None] | None = None,
-             compile: bool = False, compile_backend: str = "inductor") -> Iterator[Snapshot]:
-    """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`."""
+             compile: bool = False, compile_backend: str = "inductor",
+             precondition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Snapshot]:
+    """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`.
+    `precondition` (fvcli/preconditioners.py) maps each parameter's gradient before the optimizer step."""
     thresholds = sorted({t for t in thresholds if 0 <= t <= steps} | {steps})
     opt = torch.optim.Adam(param.parameters(), lr=lr)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -131,6 +134,7 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
                 (-scores.float().sum()).backward()
                 if (step + 1) % FINITE_CHECK_EVERY == 0 or step == 0:
                     check(step + 1, scores)
+                apply_preconditioner(param.parameters(), precondition)
                 opt.step()
                 if on_step is not None:
                     on_step(step + 1)
@@ -161,6 +165,7 @@ class LoopSettings:
     channels_last: bool = True
     precision: str = "fp32"
     compile: bool = False
+    gradient: GradientSpec | None = None  # a gradient preconditioner (None: the plain gradient)
 
 
 def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int], s: LoopSettings,
@@ -171,7 +176,8 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
     param = param.to(model.device)
     schedule = Schedule.build(s.transforms, s.steps, unit_generators(seeds, "transforms"), h, w, model.device)
     yield from optimize(model, objective, param, schedule, s.steps, s.lr, s.thresholds,
-                        channels_last=s.channels_last, precision=s.precision, on_step=on_step, compile=s.compile)
+                        channels_last=s.channels_last, precision=s.precision, on_step=on_step, compile=s.compile,
+                        precondition=make_preconditioner(s.gradient))
 
 
 class _CallableModule(type(sys.modules[__name__])):

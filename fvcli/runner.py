@@ -137,7 +137,7 @@ def run_batch(model: LoadedModel, recipe: Recipe, units: Sequence[Unit],
     times with a new seed and half the learning rate; its record lists what happened. A unit still failing
     after that raises FvRuntimeError."""
     r = recipe.regularizers
-    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur)
+    reg = regularizers(r.l1, r.l1_constant, r.tv, r.blur, r.bilateral)
     objs = list(objectives) if objectives is not None else [u.objective(model) for u in units]
     if reg is not None:
         objs = [o + reg for o in objs]
