@@ -56,7 +56,7 @@ import torch
 from PIL import Image
 
 from .errors import FvError
-from .models import Capture, LoadedModel
+from .models import Capture, LoadedModel, prefix_key
 from .outputs import atomic_write_bytes, atomic_write_json, grid, png_bytes, versions
 from .receptive import ReceptiveField, receptive_field
 from .units import Unit, parse_units, split_model_prefix
@@ -236,8 +236,8 @@ class UnitScorer:
             model.layer(u.layer)
         # group the units of one layer and kind so each group is one vectorized op
         groups: dict[tuple[str, str], list[int]] = {}
-        for j, u in enumerate(self.units):
-            groups.setdefault((u.layer, u.kind), []).append(j)
+        for j, u in enumerate(self.units):  # a neuron at a prefix token (@cls) reads the layer's prefix tokens
+            groups.setdefault((u.layer, "prefix" if getattr(u, "prefix", None) is not None else u.kind), []).append(j)
         self.groups = [(layer, kind, cols, torch.tensor([self.units[j].channel or 0 for j in cols]))
                        for (layer, kind), cols in groups.items()]
 
@@ -250,6 +250,10 @@ class UnitScorer:
             idx = torch.tensor(cols)
             if kind == "dream":
                 scores[:, idx] = a.pow(2).flatten(1).mean(1).cpu().unsqueeze(1)
+                continue
+            if kind == "prefix":  # (B, C, P): one token, no position in the image
+                p = torch.tensor([self.units[j].prefix for j in cols], device=a.device)
+                scores[:, idx] = acts[prefix_key(layer)].float()[:, ch.to(a.device), p].cpu()
                 continue
             if kind == "prob":
                 a = torch.softmax(a.flatten(1), dim=1)
@@ -640,7 +644,7 @@ def unit_examples(res: ExamplesResult, j: int, sizes: dict[int, tuple[int, int]]
         "seed": st.seed, "model": m.name, "weights": m.weights_source, "weights_sha256": m.weights_sha256,
         "preprocess": m.preprocess.describe(), "examples_png": f"{u.key}.examples.png", "versions": versions(),
     }
-    if u.kind == "neuron":
+    if u.kind == "neuron" and u.prefix is None:
         ms = res.map_sizes.get(u.layer)
         if ms is not None:
             rec["position"] = {"x": min(u.x if u.x is not None else ms[1] // 2, ms[1] - 1),

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .errors import FvError, did_you_mean
-from .models import ModelOptions, Preprocess
+from .models import ModelOptions, Preprocess, parse_layouts
 from .render import LoopSettings
 from .transforms import PRESETS, Crop, Jitter, Pad, Rotate, Scale, Step
 
@@ -45,6 +45,8 @@ class ModelRecipe:
     preprocess: dict | None = None  # {value_range: [lo, hi]} or {mean: [r,g,b], std: [r,g,b]}
     labels: str | None = None  # labels file: line i names class i
     redirect_relu: bool | None = None  # None: the model's default (on for inceptionv1, as lucid)
+    # {layer or glob: nchw | nhwc | tokens | vector, or {layout: tokens, prefix: N, grid: [H, W]}}; None: detected
+    layouts: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ class Recipe:
             pre = Preprocess(value_range=tuple(p["value_range"])) if "value_range" in p else Preprocess(
                 mean=tuple(p["mean"]), std=tuple(p["std"]))
         m = self.model
-        return ModelOptions(m.name, m.weights, m.num_classes, pre, m.labels, m.redirect_relu)
+        return ModelOptions(m.name, m.weights, m.num_classes, pre, m.labels, m.redirect_relu,
+                            layouts=parse_layouts(m.layouts))
 
     def loop_settings(self) -> LoopSettings:
         r, p = self.render, self.param
@@ -157,6 +160,8 @@ class Recipe:
     def hash(self) -> str:
         """sha256 (16 hex) of what determines the pictures: not batch size, device or unit list."""
         d = self.to_dict()
+        if d["model"].get("layouts") is None:  # undeclared layouts add nothing: plain recipes keep their hash
+            d["model"].pop("layouts", None)
         d["render"].pop("batch_size")
         d["render"].pop("device")
         d["render"].pop("compile")  # same pictures up to float rounding, like the device
@@ -353,6 +358,7 @@ def from_dict(raw: Any) -> Recipe:
             raise FvError(f"unknown recipe key {key}{did_you_mean(str(key), TOP_KEYS)}; valid: {', '.join(TOP_KEYS)}")
     kw: dict[str, Any] = {name: _build_section(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
     _check_preprocess(kw["model"].preprocess)
+    parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["article"]
     units = raw.get("units") or []
     if not isinstance(units, list) or not all(isinstance(u, str) for u in units):

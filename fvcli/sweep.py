@@ -53,7 +53,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import FvError, FvRuntimeError
-from .models import LoadedModel
+from .models import LoadedModel, fit_input
 from .outputs import atomic_write_bytes, atomic_write_json, grid, png_bytes, save_png, versions
 from .recipe import MAX_BATCH, Recipe
 from .runner import OomBackoff, auto_batch_size, run_batch, unit_record
@@ -85,7 +85,7 @@ def select_units(model: LoadedModel, specs: Sequence[str] | None) -> list[Unit]:
             model.layer(text)  # validates, with a did-you-mean
             text = f"{text}:all"
         for u in parse_units(text, model):
-            if u.kind not in SWEEP_KINDS or (u.kind == "neuron" and u.x is not None):
+            if u.kind not in SWEEP_KINDS or (u.kind == "neuron" and (u.x is not None or u.prefix is not None)):
                 raise FvError(f"fv sweep renders channels (LAYER, LAYER:0-63, logit:all, LAYER:5@center), "
                               f"not {u.label!r}; use `fv render` for it")
             units.append(u)
@@ -183,7 +183,7 @@ def layer_costs(model: LoadedModel, layers: Iterable[str], size: int) -> dict[st
         for p in paths:
             handles.append(modules[p].register_forward_hook(mark(p)))
         with torch.no_grad():
-            model.net(model.preprocess.apply(torch.zeros(1, 3, size, size, device=model.device)))
+            model.net(fit_input(model, model.preprocess.apply(torch.zeros(1, 3, size, size, device=model.device))))
     except _Seen:
         pass
     except RuntimeError as exc:
