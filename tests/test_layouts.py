@@ -25,7 +25,7 @@ from fvcli.models import (
     parse_layouts,
     prefix_key,
 )
-from fvcli.objectives import Channel, LayerDream, Neuron
+from fvcli.objectives import Channel, LayerDream, Neuron, random_direction
 from fvcli.recipe import load_recipe
 from fvcli.render import LoopSettings, render_batch
 from fvcli.sweep import finalize, run_sweep, select_units
@@ -158,6 +158,7 @@ def test_short_renders_raise_channels_on_nhwc_and_token_layers(swin, convnext, v
         (vit, Channel(VIT_BLOCK, 5), 96, 3),
         (vit, Neuron(VIT_BLOCK, 5, prefix=0), 96, 3),
         (vit, LayerDream(VIT_BLOCK), 96, 2),
+        (vit, random_direction(VIT_BLOCK, 768, seed=7), 96, 2),
     ):
         before, after = _rises(model, obj, size, steps)
         assert after > before, (obj, before, after)
@@ -268,3 +269,5 @@ def test_bad_layout_declarations_name_the_key():
         load_recipe(None, ["model.layouts={x: bad}"])
     m = toy_model(parse_layouts({"cube": "tokens"}))  # wrong rank: still undecided, with the reason
     assert "needs a 3-D output" in m.catalog["cube"].problem
+    m = toy_model(parse_layouts({"cu*": "nhwc", "s?q": {"prefix": 1}}))  # globs; the grid follows from the prefix
+    assert m.layer("cube").layout == "nhwc" and m.layer("seq").spatial == (3, 3)

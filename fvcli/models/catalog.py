@@ -91,8 +91,9 @@ class Catalog(dict):
 
 
 def undecided_message(info: LayerInfo) -> str:
+    example = "{layout: tokens, prefix: 1}" if len(info.shape) == 3 else "nhwc"
     return (f"layer {info.name}: {info.problem}; declare its layout in the recipe, e.g. "
-            f"`--set 'model.layouts={{{info.name}: nhwc}}'` (key model.layouts; one of {', '.join(LAYOUTS)}; "
+            f"--set 'model.layouts={{{info.name}: {example}}}' (key model.layouts: one of {', '.join(LAYOUTS)}; "
             f"tokens may give prefix and grid: {{layout: tokens, prefix: 1, grid: [14, 14]}})")
 
 
