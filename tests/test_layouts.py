@@ -271,3 +271,32 @@ def test_bad_layout_declarations_name_the_key():
     assert "needs a 3-D output" in m.catalog["cube"].problem
     m = toy_model(parse_layouts({"cu*": "nhwc", "s?q": {"prefix": 1}}))  # globs; the grid follows from the prefix
     assert m.layer("cube").layout == "nhwc" and m.layer("seq").spatial == (3, 3)
+
+
+class TinyViT(nn.Module):
+    """timm's shape conventions in miniature: `num_prefix_tokens`, a flattening patch embedding (no class token yet),
+    blocks over [cls, patches], and an attention map (B, heads, N, N) as a module output."""
+
+    num_prefix_tokens = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, 8, 8, stride=8)
+        self.tokens = nn.Identity()  # (B, 16, 8): 4x4 patches, no prefix
+        self.block = nn.Linear(8, 8)  # (B, 17, 8)
+        self.attn = nn.Identity()  # (B, 2, 17, 17)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.tokens(self.patch_embed(x).flatten(2).transpose(1, 2))  # (B, 16, 8)
+        t = self.block(torch.cat([t.mean(1, keepdim=True), t], 1))  # (B, 17, 8)
+        a = self.attn(torch.einsum("bnd,bmd->bnm", t, t)[:, None].expand(-1, 2, -1, -1))
+        return self.head(t[:, 0] + a.mean((1, 2, 3))[:, None])
+
+
+def test_a_models_own_prefix_count_splits_its_tokens_and_attention_maps_are_not_images():
+    net = TinyViT().eval()
+    cat = build_catalog(net, [(n, n) for n, _ in net.named_modules() if n], 32, torch.device("cpu"))
+    assert (cat["tokens"].layout, cat["tokens"].prefix, cat["tokens"].spatial) == ("tokens", 0, (4, 4))
+    assert (cat["block"].layout, cat["block"].prefix, cat["block"].spatial) == ("tokens", 1, (4, 4))
+    assert cat["patch_embed"].layout == "nchw" and cat["attn"].problem  # (B, 2, 17, 17) is not a 2-channel map

@@ -317,6 +317,7 @@ def build_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int, 
     layers = [(n, p) for n, p in candidates
               if p in shapes and calls.get(p) == 1 and len(shapes[p]) in (2, 3, 4)]
 
+    seq_lengths = {shapes[p][1] for _, p in layers if len(shapes[p]) == 3}  # N of (B, N, D) outputs
     decided: dict[str, tuple[str | None, str, tuple]] = {}  # name -> (kind, why-undecided, tokens args)
     for name, path in layers:
         shp = shapes[path]
@@ -326,10 +327,14 @@ def build_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int, 
         elif len(shp) == 2:
             decided[name] = ("vector", "", ())
         elif len(shp) == 4:
-            kind = _type_layout(modules[path], shp) or _square_layout(shp)
-            decided[name] = (kind, f"output {shp} could be NCHW or NHWC", ())
+            kind = _type_layout(modules[path], shp)
+            if kind is None and not set(shp[1:]) & seq_lengths:  # (B, heads, N, N) is attention, not a map
+                kind = _square_layout(shp)
+            decided[name] = (kind, f"output {shp} could be NCHW or NHWC (or attention over tokens)", ())
         elif hint is not None:
-            decided[name] = ("tokens", "", (hint, None, ""))
+            # a patch embedding's output has no prefix tokens yet: N itself is the square grid
+            p = 0 if _isqrt_exact(shp[1] - hint) is None and _isqrt_exact(shp[1]) else hint
+            decided[name] = ("tokens", "", (p, None, ""))
         else:
             decided[name] = (None, f"output {shp} is 3-D", ())
 
@@ -351,8 +356,9 @@ def build_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int, 
                                       f"{s2} px could not tell" if fixed else "")
             if s2shape is None or len(s2shape) != len(s1):
                 decided[name] = (None, why, ())
-            elif len(s1) == 4:
-                decided[name] = (_scaling_layout(s1, s2shape), why, ())
+            elif len(s1) == 4:  # (attention over tokens scales like a map: it stays undecided)
+                kind = None if set(s1[1:]) & seq_lengths else _scaling_layout(s1, s2shape)
+                decided[name] = (kind, why, ())
             elif s1[2] == s2shape[2] and s1[1] != s2shape[1]:  # (B, N, D): N scales with the image
                 p = _prefix_from_two_sizes(s1[1], s2shape[1], size, s2)
                 decided[name] = ("tokens", "", (p, None, f"two probe sizes ({size}, {s2} px) do not settle it"))
