@@ -110,7 +110,7 @@ def _progress(total: int, desc: str, quiet: bool):
 @app.command()
 @handle_errors
 def render(
-    units: Annotated[Optional[list[str]], typer.Argument(help="Units: mixed4a:11, mixed4a:0-15, mixed4a:11@7,7, logit:208, prob:208, dream:mixed4a, or expressions: \"mixed4a:476 + 0.5*mixed4a:460\", \"-mixed4a:492\", \"mixed4d:dir=random:7\".")] = None,
+    units: Annotated[Optional[list[str]], typer.Argument(help="Units: mixed4a:11, mixed4a:0-15, mixed4a:11@7,7, blocks.6:10@cls (a ViT's class token), logit:208, prob:208, dream:mixed4a, or expressions: \"mixed4a:476 + 0.5*mixed4a:460\", \"-mixed4a:492\", \"mixed4d:dir=random:7\".")] = None,
     recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
     steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, batch_size: BatchOpt = None,
     device: DeviceOpt = None,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fvcli.errors import FvError
+from fvcli.expr import parse_expression
 from fvcli.models import (
     Capture,
     LoadedModel,
@@ -139,6 +140,8 @@ def test_cls_is_refused_where_there_is_no_class_token(swin, vit):
         parse_units("features.3:1@cls", swin)
     with pytest.raises(FvError, match=r"valid @cls \(= @prefix0\) .. @prefix0"):
         parse_units(f"{VIT_BLOCK}:1@prefix1", vit)
+    expr = parse_expression(f"{VIT_BLOCK}:10@cls - 0.5*{VIT_BLOCK}:10", vit)  # expressions take @cls too
+    assert expr.label == f"{VIT_BLOCK}:10@cls - 0.5*{VIT_BLOCK}:10"
 
 
 # -- optimization on every layout ---------------------------------------------------------------------------------
