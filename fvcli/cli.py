@@ -142,7 +142,7 @@ def _progress(total: int, desc: str, quiet: bool):
 @app.command()
 @handle_errors
 def render(
-    units: Annotated[Optional[list[str]], typer.Argument(help="Units: mixed4a:11, mixed4a:0-15, mixed4a:11@7,7, logit:208, prob:208, dream:mixed4a, or expressions: \"mixed4a:476 + 0.5*mixed4a:460\", \"-mixed4a:492\", \"mixed4d:dir=random:7\".")] = None,
+    units: Annotated[Optional[list[str]], typer.Argument(help="Units: mixed4a:11, mixed4a:0-15, mixed4a:11@7,7, blocks.6:10@cls (a ViT's class token), logit:208, prob:208, dream:mixed4a, or expressions: \"mixed4a:476 + 0.5*mixed4a:460\", \"-mixed4a:492\", \"mixed4d:dir=random:7\".")] = None,
     recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt = None, weights: WeightsOpt = None,
     steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, batch_size: BatchOpt = None,
     device: DeviceOpt = None,
@@ -236,7 +236,8 @@ def layers(
     main: Annotated[bool, typer.Option("--main", help="Only the main layers (the sweep default).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """List every addressable layer with its channel count and spatial size at the model's native input size."""
+    """List every addressable layer with its layout (nchw, nhwc, tokens, vector), channel count and position grid at
+    the model's native input size; `?` marks a layer whose layout must be declared (recipe key model.layouts)."""
     from .models import load_model
 
     rec = build_recipe(recipe, set_, model_name)
@@ -244,15 +245,26 @@ def layers(
     from dataclasses import replace
 
     m = load_model(replace(opts, weights="random:0"), "cpu", channels_last=False)  # shapes only
+    fixed = f"; fixed size: other sizes are resized to {m.native_size}" if m.fixed_size else ""
     if not quiet:
-        typer.echo(f"# {m.name}: {len(m.catalog)} layers at {m.native_size}x{m.native_size} (* = main layer)")
+        typer.echo(f"# {m.name}: {len(m.catalog)} layers at {m.native_size}x{m.native_size} (* = main layer){fixed}")
+    undecided = 0
     for info in m.catalog.values():
         if main and info.name not in m.main_layers:
             continue
-        sp = "x".join(map(str, info.spatial)) if info.spatial else "-"
         star = "*" if info.name in m.main_layers else " "
         path = f"  ({info.path})" if info.path != info.name else ""
-        typer.echo(f"{star} {info.name:<40} {info.channels:>6}  {sp:>9}{path}")
+        if info.problem:
+            undecided += 1
+            typer.echo(f"{star} {info.name:<40} {'?':<6} {'?':>6}  {'?':>9}  output {info.shape}{path}")
+            continue
+        sp = "x".join(map(str, info.spatial)) if info.spatial else "-"
+        pre = ("" if not info.prefix else "  + 1 class token" if info.prefix == 1
+               else f"  + {info.prefix} prefix tokens (class first)")
+        typer.echo(f"{star} {info.name:<40} {info.layout:<6} {info.channels:>6}  {sp:>9}{pre}{path}")
+    if undecided and not quiet:
+        typer.echo(f"# ?: {undecided} layer(s) whose layout could not be detected; declare one to use it, e.g. "
+                   f"--set 'model.layouts={{LAYER: nhwc}}' (nchw, nhwc, tokens, vector)")
 
 
 @weights_app.command("list")

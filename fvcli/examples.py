@@ -75,7 +75,7 @@ from .examples_state import (
     reservoir_draw,
     save_checkpoint,
 )
-from .models import Capture, LoadedModel
+from .models import Capture, LoadedModel, prefix_key
 from .receptive import ReceptiveField, receptive_field
 from .units import Unit, parse_units, split_model_prefix
 
@@ -176,8 +176,8 @@ class UnitScorer:
             model.layer(u.layer)
         # group the units of one layer and kind so each group is one vectorized op
         groups: dict[tuple[str, str], list[int]] = {}
-        for j, u in enumerate(self.units):
-            groups.setdefault((u.layer, u.kind), []).append(j)
+        for j, u in enumerate(self.units):  # a neuron at a prefix token (@cls) reads the layer's prefix tokens
+            groups.setdefault((u.layer, "prefix" if getattr(u, "prefix", None) is not None else u.kind), []).append(j)
         self.groups = [(layer, kind, cols, torch.tensor([self.units[j].channel or 0 for j in cols]))
                        for (layer, kind), cols in groups.items()]
 
@@ -190,6 +190,10 @@ class UnitScorer:
             idx = torch.tensor(cols)
             if kind == "dream":
                 scores[:, idx] = a.pow(2).flatten(1).mean(1).cpu().unsqueeze(1)
+                continue
+            if kind == "prefix":  # (B, C, P): one token, no position in the image
+                p = torch.tensor([self.units[j].prefix for j in cols], device=a.device)
+                scores[:, idx] = acts[prefix_key(layer)].float()[:, ch.to(a.device), p].cpu()
                 continue
             if kind == "prob":
                 a = torch.softmax(a.flatten(1), dim=1)

@@ -107,7 +107,7 @@ def unit_examples(res: ExamplesResult, j: int, sizes: dict[int, tuple[int, int]]
         "seed": st.seed, "model": m.name, "weights": m.weights_source, "weights_sha256": m.weights_sha256,
         "preprocess": m.preprocess.describe(), "examples_png": f"{u.key}.examples.png", "versions": versions(),
     }
-    if u.kind == "neuron":
+    if u.kind == "neuron" and u.prefix is None:
         ms = res.map_sizes.get(u.layer)
         if ms is not None:
             rec["position"] = {"x": min(u.x if u.x is not None else ms[1] // 2, ms[1] - 1),

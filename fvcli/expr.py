@@ -8,6 +8,7 @@ Grammar (whitespace is free between tokens; `*` binds tighter than `+` and `-`):
     atom   := LAYER ':' CHANNEL                    channel (mean over positions)   mixed4a:476
             | LAYER ':' CHANNEL '@' X ',' Y        neuron at x, y                  mixed4a:11@7,7
             | LAYER ':' CHANNEL '@center'          neuron at the map's center      mixed4a:11@center
+            | LAYER ':' CHANNEL '@cls' | '@prefix' N  a token layer's class token   blocks.6:10@cls
             | ('logit' | 'prob') ':' CLASS         class logit / probability       logit:208  logit:tiger_cat
             | 'dream' ':' LAYER                    DeepDream of a layer            dream:mixed4a
             | LAYER ':dir=random:' SEED [':cossim=' P]   random direction       mixed4d:dir=random:7

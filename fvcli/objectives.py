@@ -4,6 +4,11 @@ An objective is a small frozen value object. Called with the captured activation
 image batch `image` ((B, 3, H, W) in [0, 1], before transforms), it returns **one score per image, shape [B]**.
 Objectives compose: `a + b`, `a - b`, `-a`, `0.2 * a`; `layers` says which activations they need.
 `PerImage` gives every image of a batch its own objective (one unit per image in a sweep).
+
+Activations arrive channel-first whatever the layer's layout (models/capture.py): `acts[layer]` is (B, C, H, W) or
+(B, C); a token layer's prefix tokens (class, registers) are `acts[prefix_key(layer)]`, (B, C, P). So "channel" means
+the mean over the positions of the grid (a ViT's patch tokens) on every layout, and a `Neuron` may name a prefix
+token as its position.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from .models.capture import prefix_key
 
 Acts = Mapping[str, torch.Tensor]
 
@@ -70,18 +77,22 @@ class Channel(Objective):
 
 @dataclass(frozen=True)
 class Neuron(Objective):
-    """One channel at one position; the center (H//2, W//2) of the activation map by default, as lucid."""
+    """One channel at one position; the center (H//2, W//2) of the activation map by default, as lucid. With
+    `prefix`, the position is that prefix token of a token layer instead (0: the class token)."""
 
     layer: str
     channel: int
     x: int | None = None
     y: int | None = None
+    prefix: int | None = None
 
     @property
     def layers(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset([self.layer])
 
     def score(self, acts: Acts, image: torch.Tensor) -> torch.Tensor:
+        if self.prefix is not None:
+            return acts[prefix_key(self.layer)][:, self.channel, self.prefix]  # (B, C, P) -> (B,)
         a = acts[self.layer][:, self.channel]  # (B, H, W)
         h, w = a.shape[-2:]
         y = h // 2 if self.y is None else min(self.y, h - 1)
@@ -90,6 +101,8 @@ class Neuron(Objective):
 
     def describe(self) -> str:
         pos = "" if self.x is None else f"@{self.x},{self.y}"
+        if self.prefix is not None:
+            pos = "@cls" if self.prefix == 0 else f"@prefix{self.prefix}"
         return f"neuron {self.layer}:{self.channel}{pos}"
 
 

@@ -110,6 +110,10 @@ class Variant:
         return self.base.y
 
     @property
+    def prefix(self) -> int | None:
+        return getattr(self.base, "prefix", None)
+
+    @property
     def seed_tag(self) -> str:
         return "" if self.tag == "pos" else self.tag
 

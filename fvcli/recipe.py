@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .errors import FvError, did_you_mean
-from .models import ModelOptions, Preprocess
+from .models import ModelOptions, Preprocess, parse_layouts
 from .named_recipes import CONFIG_DIR, named_recipes  # noqa: F401  (CONFIG_DIR: for callers)
 from .preconditioners import KINDS as PRECONDITIONERS, SPATIAL as SPATIAL_PRECONDITIONERS, GradientSpec
 from .render import LoopSettings
@@ -50,6 +50,8 @@ class ModelRecipe:
     kwargs: dict | None = None  # keyword arguments of the model's callable (user code, timm.create_model)
     weights_key: str | None = None  # the key holding the state_dict in a checkpoint dict (None: found)
     native_size: int | None = field(default=None, metadata=_bounds(8, MAX_SIZE))  # None: the model's (user: 224)
+    # {layer or glob: nchw | nhwc | tokens | vector, or {layout: tokens, prefix: N, grid: [H, W]}}; None: detected
+    layouts: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class Recipe:
                 mean=tuple(p["mean"]), std=tuple(p["std"]))
         m = self.model
         return ModelOptions(m.name, m.weights, m.num_classes, pre, m.labels, m.redirect_relu, m.kwargs,
-                            m.weights_key, m.native_size)
+                            m.weights_key, m.native_size, layouts=parse_layouts(m.layouts))
 
     def loop_settings(self) -> LoopSettings:
         r, p = self.render, self.param
@@ -191,7 +193,7 @@ class Recipe:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_NEWER_MODEL_KEYS = ("kwargs", "weights_key", "native_size")
+_NEWER_MODEL_KEYS = ("kwargs", "weights_key", "native_size", "layouts")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -398,6 +400,7 @@ def from_dict(raw: Any) -> Recipe:
     if pre in SPATIAL_PRECONDITIONERS and kw["param"].kind != "pixel":
         raise FvError(f"recipe key gradient.precondition: {pre!r} reshapes an image-shaped gradient and needs "
                       f"param.kind: pixel (got {kw['param'].kind!r}); with any param use one of: none, sign")
+    parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["article"]
     units = raw.get("units") or []
     if not isinstance(units, list) or not all(isinstance(u, str) for u in units):

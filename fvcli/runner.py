@@ -201,7 +201,8 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
         "kind": unit.kind,
         "layer": unit.layer,
         "channel": unit.channel,
-        "position": None if unit.x is None else [unit.x, unit.y],
+        "position": ([unit.x, unit.y] if unit.x is not None
+                     else getattr(unit, "position", None) if getattr(unit, "prefix", None) is not None else None),
         "class_label": model.label(unit.channel) if unit.kind in ("logit", "prob") else None,
         "objective": objective.describe(),
         "model": model.name,

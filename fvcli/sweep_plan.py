@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import FvError
-from .models import LoadedModel
+from .models import LoadedModel, fit_input
 from .units import Unit, parse_units, safe_name
 
 SWEEP_KINDS = ("channel", "neuron", "logit", "prob")  # units with a channel number (dream units have none)
@@ -42,7 +42,7 @@ def select_units(model: LoadedModel, specs: Sequence[str] | None) -> list[Unit]:
             model.layer(text)  # validates, with a did-you-mean
             text = f"{text}:all"
         for u in parse_units(text, model):
-            if u.kind not in SWEEP_KINDS or (u.kind == "neuron" and u.x is not None):
+            if u.kind not in SWEEP_KINDS or (u.kind == "neuron" and (u.x is not None or u.prefix is not None)):
                 raise FvError(f"fv sweep renders channels (LAYER, LAYER:0-63, logit:all, LAYER:5@center), "
                               f"not {u.label!r}; use `fv render` for it")
             units.append(u)
@@ -140,7 +140,7 @@ def layer_costs(model: LoadedModel, layers: Iterable[str], size: int) -> dict[st
         for p in paths:
             handles.append(modules[p].register_forward_hook(mark(p)))
         with torch.no_grad():
-            model.net(model.preprocess.apply(torch.zeros(1, 3, size, size, device=model.device)))
+            model.net(fit_input(model, model.preprocess.apply(torch.zeros(1, 3, size, size, device=model.device))))
     except _Seen:
         pass
     except RuntimeError as exc:

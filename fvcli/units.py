@@ -5,6 +5,7 @@ Syntax (checked against the model's layer catalog; errors name the valid range):
   mixed4a:0-15        channels 0..15          mixed4a:3,7,11   channels 3, 7 and 11     mixed4a:all
   mixed4a:11@7,7      neuron: channel 11 at x=7, y=7 of the activation map
   mixed4a:11@center   neuron at the center of the map (lucid's default position)
+  blocks.6:10@cls     channel 10 of a token layer's class token (prefix token 0; @prefix1 .. the next ones)
   logit:208           class 208's logit       prob:208   its probability    logit:tiger_cat   by label
   logit:0-9, logit:all  several classes
   dream:mixed4a       DeepDream: mean of squares of the whole layer
@@ -36,6 +37,14 @@ class Unit:
     channel: int | None = None
     x: int | None = None
     y: int | None = None
+    prefix: int | None = None  # neuron at a token layer's prefix token (0: the class token) instead of x, y
+
+    @property
+    def position(self) -> str:
+        """The neuron's position as written after '@': center, X,Y, cls or prefixN."""
+        if self.prefix is not None:
+            return "cls" if self.prefix == 0 else f"prefix{self.prefix}"
+        return "center" if self.x is None else f"{self.x},{self.y}"
 
     @property
     def key(self) -> str:
@@ -46,6 +55,8 @@ class Unit:
             return f"{self.kind}-{self.channel:05d}"
         base = safe_name(f"{self.layer}-{self.channel:05d}")
         if self.kind == "neuron":
+            if self.prefix is not None:
+                return f"{base}-neuron-{self.position}"
             return base + ("-neuron" if self.x is None else f"-neuron-{self.x}x{self.y}")
         return base
 
@@ -56,14 +67,14 @@ class Unit:
         if self.kind in ("logit", "prob"):
             return f"{self.kind}:{self.channel}"
         if self.kind == "neuron":
-            return f"{self.layer}:{self.channel}@" + ("center" if self.x is None else f"{self.x},{self.y}")
+            return f"{self.layer}:{self.channel}@{self.position}"
         return f"{self.layer}:{self.channel}"
 
     def objective(self, model: LoadedModel) -> Objective:
         if self.kind == "channel":
             return Channel(self.layer, self.channel)
         if self.kind == "neuron":
-            return Neuron(self.layer, self.channel, self.x, self.y)
+            return Neuron(self.layer, self.channel, self.x, self.y, self.prefix)
         if self.kind == "logit":
             return ClassLogit(self.layer, self.channel)
         if self.kind == "prob":
@@ -140,9 +151,20 @@ def parse_units(text: str, model: LoadedModel) -> list[Unit]:
             raise FvError(f"bad unit {text!r}: a neuron names one channel")
         if pos.strip() == "center":
             return [Unit("neuron", head, ch[0])]
+        pm = re.fullmatch(r"\s*(cls|prefix(\d{1,6}))\s*", pos)
+        if pm:
+            p = 0 if pm.group(1) == "cls" else int(pm.group(2))
+            if info.prefix == 0:
+                raise FvError(f"bad position @{pos.strip()} in unit {text!r}: layer {head} ({info.layout}) has no "
+                              f"prefix tokens; @cls needs a token layer with a class token")
+            if p >= info.prefix:
+                raise FvError(f"bad position @{pos.strip()} in unit {text!r}: layer {head} has {info.prefix} prefix "
+                              f"token(s): valid @cls (= @prefix0) .. @prefix{info.prefix - 1}")
+            return [Unit("neuron", head, ch[0], prefix=p)]
         m = re.fullmatch(r"\s*(\d{1,6})\s*,\s*(\d{1,6})\s*", pos)
         if not m:
-            raise FvError(f"bad neuron position {pos!r} in unit {text!r}: expected X,Y (e.g. @7,7) or @center")
+            raise FvError(f"bad neuron position {pos!r} in unit {text!r}: expected X,Y (e.g. @7,7), @center, "
+                          f"@cls or @prefixN")
         x, y = int(m.group(1)), int(m.group(2))
         if info.spatial is None:
             raise FvError(f"layer {head} has no spatial positions; use {head}:{ch[0]}")

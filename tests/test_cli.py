@@ -203,9 +203,10 @@ def test_layers_lists_channels_and_sizes(cli):
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     assert lines[0].startswith("# inceptionv1: 150 layers at 224x224")
-    assert re.search(r"^\* mixed4a\s+508\s+14x14$", r.stdout, re.M)
-    assert re.search(r"^  mixed4a_3x3\s+204\s+14x14$", r.stdout, re.M)
-    assert re.search(r"^  softmax2_pre_activation\s+1008\s+-\s+\(softmax2_pre_activation_matmul\)$", r.stdout, re.M)
+    assert re.search(r"^\* mixed4a\s+nchw\s+508\s+14x14$", r.stdout, re.M)
+    assert re.search(r"^  mixed4a_3x3\s+nchw\s+204\s+14x14$", r.stdout, re.M)
+    assert re.search(r"^  softmax2_pre_activation\s+vector\s+1008\s+-\s+\(softmax2_pre_activation_matmul\)$",
+                     r.stdout, re.M)
     main = cli("layers", "inceptionv1", "--main")
     assert [ln.split()[1] for ln in main.stdout.splitlines()[1:]] == [
         "conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",

@@ -2,8 +2,9 @@
 
 A `ModelSpec` says how to build a network, how to map an image in [0, 1] to its input, its native size, its labels
 and where its weights come from. `load_model()` returns a `LoadedModel`: the frozen network on its device plus its
-`catalog` of addressable layers (name -> module path, channels, spatial size at the native size). `Capture` hooks only
-the layers an objective needs and stops the forward pass as soon as they are all seen (truncation).
+`catalog` of addressable layers (catalog.py: name -> module path, layout, channels, position grid at the native size).
+`Capture` (capture.py) hooks only the layers an objective needs, stops the forward pass as soon as they are all seen
+(truncation) and hands every activation over channel-first, whatever its layout.
 
 Registered: `inceptionv1` (the article's network), `demo` (a small network fv trains itself), any
 `torchvision:NAME` classifier, any `timm:NAME` model (models/timm_models.py, when timm is installed), and the
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,10 @@ from ..weights import (
     file_sha256,
     load_state_dict_file,
     state_dict_sha256,
+)
+from .capture import Capture, channel_first, fit_input, prefix_key  # noqa: F401  (re-exported)
+from .catalog import (  # noqa: F401  (re-exported)
+    LAYOUTS, Catalog, LayerInfo, Layout, build_catalog, parse_layouts, undecided_message,
 )
 from .layers import RedirectedReLU, install_redirected_relu, install_stem_conv, set_relu_redirect
 
@@ -77,6 +82,7 @@ class ModelOptions:
     kwargs: Mapping | None = None  # keyword arguments of a user callable (`net.py:build`)
     weights_key: str | None = None  # the key of a checkpoint dict holding the state_dict (None: found)
     native_size: int | None = None  # None: the model's own (224 for user models)
+    layouts: tuple[tuple[str, Layout], ...] = ()  # declared layer layouts (recipe model.layouts, catalog.py)
 
 
 @dataclass(frozen=True)
@@ -104,15 +110,6 @@ class ModelSpec:
     interpolation: str = "bilinear"  # how the model's data pipeline resizes images (timm's pretrained_cfg)
 
 
-@dataclass(frozen=True)
-class LayerInfo:
-    name: str
-    path: str  # module path in the network
-    channels: int
-    spatial: tuple[int, int] | None  # (H, W) at the native size; None for vectors (logits)
-    order: int  # position in the forward pass
-
-
 @dataclass
 class LoadedModel:
     """A frozen network on a device with everything needed to address its units."""
@@ -120,7 +117,7 @@ class LoadedModel:
     name: str
     net: nn.Module
     preprocess: Preprocess
-    catalog: dict[str, LayerInfo]
+    catalog: dict[str, LayerInfo]  # a catalog.Catalog from load_model
     native_size: int
     logits_layer: str
     main_layers: tuple[str, ...]
@@ -131,14 +128,26 @@ class LoadedModel:
     redirect_relu: bool
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.main_layers = tuple(m for m in self.main_layers if m in self.catalog and not self.catalog[m].problem)
+
+    @property
+    def fixed_size(self) -> bool:
+        """The network accepts only its native input size (Capture resizes other sizes to it)."""
+        return bool(getattr(self.catalog, "fixed_size", False))
+
     def layer(self, name: str) -> LayerInfo:
+        """A layer's catalog entry; FvError for an unknown name or a layer whose layout is undecided."""
         try:
-            return self.catalog[name]
+            info = self.catalog[name]
         except KeyError:
             raise FvError(
                 f"unknown layer {name!r} for model {self.name}{did_you_mean(name, self.catalog)}; "
                 f"main layers: {', '.join(self.main_layers)} (`fv layers {self.name}` lists all {len(self.catalog)})"
             ) from None
+        if info.problem:
+            raise FvError(undecided_message(info))
+        return info
 
     @property
     def num_classes(self) -> int:
@@ -298,45 +307,6 @@ def _random_init(net: nn.Module, gen: torch.Generator) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
 
 
-def _probe_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int, device: torch.device) -> dict:
-    """Run one forward at the native size to learn each layer's channels and spatial size.
-
-    Modules called more than once per forward (e.g. a ReLU shared inside a ResNet block) are left out: their
-    name does not denote one tensor."""
-    modules = dict(net.named_modules())
-    shapes: dict[str, tuple] = {}
-    calls: dict[str, int] = {}
-    order: dict[str, int] = {}
-    handles = []
-
-    def make_hook(path: str):
-        def hook(_m, _inp, out):
-            calls[path] = calls.get(path, 0) + 1
-            order.setdefault(path, len(order))
-            if isinstance(out, torch.Tensor):
-                shapes[path] = tuple(out.shape)
-
-        return hook
-
-    for _, path in candidates:
-        if path in modules and path not in [h[0] for h in handles]:
-            handles.append((path, modules[path].register_forward_hook(make_hook(path))))
-    try:
-        with torch.no_grad():
-            net(torch.zeros(1, 3, size, size, device=device))
-    finally:
-        for _, h in handles:
-            h.remove()
-    catalog: dict[str, LayerInfo] = {}
-    for name, path in candidates:
-        shp = shapes.get(path)
-        if shp is None or calls.get(path) != 1 or len(shp) not in (2, 4):
-            continue
-        spatial = (shp[2], shp[3]) if len(shp) == 4 else None
-        catalog[name] = LayerInfo(name, path, shp[1], spatial, order[path])
-    return dict(sorted(catalog.items(), key=lambda kv: kv[1].order))
-
-
 def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.device = "cpu",
                channels_last: bool = True, spec: ModelSpec | None = None) -> LoadedModel:
     """Build, load and freeze a model; probe its layer catalog. Raises FvError on bad names or weights.
@@ -360,8 +330,8 @@ def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.dev
         net.to(memory_format=torch.channels_last)
     candidates = spec.layer_paths() if spec.layer_paths else [(n, n) for n, _ in net.named_modules() if n]
     native = opts.native_size or spec.native_size
-    catalog = _probe_catalog(net, candidates, native, dev)
-    logits = spec.logits_layer or next((i.name for i in reversed(catalog.values()) if i.spatial is None), "")
+    catalog = build_catalog(net, candidates, native, dev, opts.layouts)
+    logits = spec.logits_layer or next((i.name for i in reversed(catalog.values()) if i.layout == "vector"), "")
     labels = spec.labels()
     if opts.labels:
         labels = read_labels(opts.labels)
@@ -381,67 +351,6 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
     except OSError as exc:
         raise FvError(f"cannot read labels file {p}: {exc.strerror or exc}") from None
     return tuple(line.strip() for line in lines)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Activation capture with truncation
-
-
-class _Truncate(Exception):
-    """Raised by a hook once every requested layer is captured: the rest of the forward pass is skipped."""
-
-
-class Capture:
-    """Context manager: hook `layers` of `model`, run forwards, return {layer: activation}; hooks always removed.
-
-    >>> with Capture(model, ["mixed4a"]) as cap:
-    ...     acts = cap(x)   # x is the network input, (B, 3, H, W)
-    """
-
-    def __init__(self, model: LoadedModel, layers: Iterable[str], truncate: bool = True) -> None:
-        self.model = model
-        self.layers = list(dict.fromkeys(layers))
-        for name in self.layers:
-            model.layer(name)  # validates
-        self.truncate = truncate
-        self._acts: dict[str, torch.Tensor] = {}
-        self._seen: set[str] = set()
-        self._handles: list = []
-
-    def __enter__(self) -> Capture:
-        modules = dict(self.model.net.named_modules())
-        by_path: dict[str, list[str]] = {}
-        for name in self.layers:
-            by_path.setdefault(self.model.catalog[name].path, []).append(name)
-        need = len(by_path)
-
-        for path, names in by_path.items():
-            def hook(_m, _inp, out, names=names, path=path):
-                for n in names:
-                    self._acts[n] = out
-                self._seen.add(path)
-                if self.truncate and len(self._seen) >= need:
-                    raise _Truncate
-
-            self._handles.append(modules[path].register_forward_hook(hook))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._acts = {}
-        self._seen: set[str] = set()
-        try:
-            self.model.net(x)
-        except _Truncate:
-            pass
-        missing = [n for n in self.layers if n not in self._acts]
-        if missing:
-            raise FvError(f"layers {missing} were not reached in the forward pass of {self.model.name}")
-        return self._acts
 
 
 from . import registry as _registry  # noqa: E402,F401  (registers the built-in models)

@@ -13,8 +13,9 @@ from torch import nn
 from ..errors import FvError, FvRuntimeError, did_you_mean, summarize_choices
 from ..weights import WeightsFile, apply_state_dict, cache_dir, download, file_sha256, load_state_dict_file
 from . import IMAGENET_MEAN, IMAGENET_STD, ModelOptions, ModelSpec, Preprocess
+from .families import main_layers as family_main_layers
 
-# Deepest "main" layers worth sweeping, per architecture family (others: every top-level child).
+# Main layers for `fv sweep` given by name; other architectures: the family rules of families.py.
 _MAIN_LAYERS = {
     "googlenet": ("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
                   "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"),
@@ -49,7 +50,7 @@ def torchvision_spec(name: str) -> ModelSpec:
                       f"valid: {summarize_choices(names)}")
 
     def main_layers() -> tuple[str, ...]:
-        return _MAIN_LAYERS.get(arch, ())
+        return _MAIN_LAYERS.get(arch) or _family_main_layers(arch)
 
     def labels():
         try:
@@ -66,7 +67,7 @@ def torchvision_spec(name: str) -> ModelSpec:
         preprocess=Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD),
         native_size=299 if arch.startswith("inception_v3") else 224,
         num_classes=1000,
-        main_layers=main_layers() or _top_children(arch),
+        main_layers=main_layers(),
         logits_layer=_logits_path(arch),
         default_weights=None,
         layer_paths=None,
@@ -75,19 +76,27 @@ def torchvision_spec(name: str) -> ModelSpec:
     )
 
 
-def _top_children(arch: str) -> tuple[str, ...]:
-    if arch.startswith("mobilenet") or arch.startswith("efficientnet") or arch in ("vgg16", "vgg19", "alexnet"):
-        return tuple(f"features.{i}" for i in range(0, 19))
-    if arch.startswith("resnet") or arch.startswith("resnext") or arch.startswith("wide_resnet"):
-        return ("layer1", "layer2", "layer3", "layer4")
-    return ()
+def _family_main_layers(arch: str) -> tuple[str, ...]:
+    """families.py's rules on the architecture's module tree, built on the meta device (no memory, no weights;
+    RegNet's initialisation reads tensor values, so it is built on the CPU)."""
+    import torch
+
+    build = _builder(arch)
+    try:
+        with torch.device("meta"):
+            net = build(ModelOptions(name=f"torchvision:{arch}"))
+    except (NotImplementedError, RuntimeError):
+        net = build(ModelOptions(name=f"torchvision:{arch}"))
+    return family_main_layers(net)
 
 
 def _logits_path(arch: str) -> str:
     if arch.startswith(("mobilenet", "efficientnet", "vgg", "alexnet", "convnext", "mnasnet")):
         return "classifier"
-    if arch.startswith(("vit", "swin")):
+    if arch.startswith("vit"):
         return "heads"
+    if arch.startswith("swin"):
+        return "head"
     return "fc"
 
 
