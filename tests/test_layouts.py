@@ -303,3 +303,27 @@ def test_a_models_own_prefix_count_splits_its_tokens_and_attention_maps_are_not_
     assert (cat["tokens"].layout, cat["tokens"].prefix, cat["tokens"].spatial) == ("tokens", 0, (4, 4))
     assert (cat["block"].layout, cat["block"].prefix, cat["block"].spatial) == ("tokens", 1, (4, 4))
     assert cat["patch_embed"].layout == "nchw" and cat["attn"].problem  # (B, 2, 17, 17) is not a 2-channel map
+
+
+# -- timm (an optional extra; in the test extra, so CI has it) ----------------------------------------------------
+
+
+def test_timm_vit_and_convnext_layouts_channels_and_renders(cli):
+    pytest.importorskip("timm")
+    r = cli("layers", "timm:vit_tiny_patch16_224", "--main")
+    assert r.exit_code == 0, r.output
+    for i in range(12):  # timm's plain `Block`s are the main layers; num_prefix_tokens = 1 splits the class token
+        assert re.search(rf"^\* blocks\.{i}\s+tokens\s+192\s+14x14  \+ 1 class token$", r.stdout, re.M), r.stdout
+    vit = load_model(ModelOptions(name="timm:vit_tiny_patch16_224", weights="random:0"), "cpu")
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    raw = raw_output(vit, "blocks.1", x)  # (B, 197, 192)
+    assert torch.allclose(scores_of(vit, Channel("blocks.1", 10), x), raw[:, 1:, 10].mean(1), atol=1e-5)
+    (cls,) = parse_units("blocks.1:10@cls", vit)
+    assert torch.allclose(scores_of(vit, cls.objective(vit), x), raw[:, 0, 10], atol=1e-6)
+
+    cnx = load_model(ModelOptions(name="timm:convnext_atto", weights="random:0"), "cpu")
+    assert cnx.main_layers[0] == "stages.0.blocks.0" and cnx.layer("stages.1.blocks.0").layout == "nchw"
+    mlp = next(n for n in cnx.catalog if n.startswith("stages.1.blocks.0.mlp.fc1"))
+    assert cnx.layer(mlp).channels == 4 * cnx.layer("stages.1.blocks.0").channels
+    before, after = _rises(cnx, Channel("stages.1.blocks.0", 3), 64, 8)
+    assert after > before

@@ -82,8 +82,9 @@ def test_file_model_lists_its_layers_and_renders(cli, net_py, tmp_path):
     ref = f"{net_py}:build"
     r = cli("layers", ref, "--set", "model.native_size=64")
     assert r.exit_code == 0, r.output
-    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:]}
-    assert rows["conv1"] == ["8", "32x32"] and rows["conv2"] == ["16", "16x16"] and rows["fc"] == ["5", "-"]
+    rows = {line.lstrip("* ").split()[0]: line.lstrip("* ").split()[1:] for line in r.stdout.splitlines()[1:]}
+    assert rows["conv1"] == ["nchw", "8", "32x32"] and rows["conv2"] == ["nchw", "16", "16x16"]
+    assert rows["fc"] == ["vector", "5", "-"]
 
     out = tmp_path / "out"
     r = cli("render", "conv2:3", "logit:2", "--model", ref, "--out", out, "--set", "render.thresholds=[0]", *FAST)
@@ -106,8 +107,8 @@ def test_package_module_reference_with_kwargs_from_the_recipe(cli, tmp_path, mon
     recipe.write_text("model:\n  name: mypkg.nets:build\n  native_size: 48\n  kwargs: {width: 3, classes: 7}\n")
     r = cli("layers", "mypkg.nets:build", "--recipe", recipe)
     assert r.exit_code == 0, r.output
-    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:]}
-    assert rows["conv1"] == ["3", "24x24"] and rows["fc"] == ["7", "-"]
+    rows = {line.lstrip("* ").split()[0]: line.lstrip("* ").split()[1:] for line in r.stdout.splitlines()[1:]}
+    assert rows["conv1"] == ["nchw", "3", "24x24"] and rows["fc"] == ["vector", "7", "-"]
     m = fvcli.load_model(recipe=recipe, device="cpu")  # the recipe's model
     assert m.name == "mypkg.nets:build" and m.num_classes == 7 and m.native_size == 48
     m = fvcli.load_model("mypkg.nets:build", recipe={"model": {"kwargs": {"width": 5}}}, device="cpu")

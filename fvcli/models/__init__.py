@@ -35,6 +35,7 @@ from .capture import Capture, channel_first, fit_input, prefix_key  # noqa: F401
 from .catalog import (  # noqa: F401  (re-exported)
     LAYOUTS, Catalog, LayerInfo, Layout, build_catalog, parse_layouts, undecided_message,
 )
+from .families import main_layers as family_main_layers
 from .layers import RedirectedReLU, install_redirected_relu, install_stem_conv, set_relu_redirect
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,8 @@ def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.dev
     spec = spec or get_spec(opts.name)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     net = spec.build(opts)
+    # timm and user models: the family rules read the module tree (families.py), as torchvision's specs do
+    main_layers = spec.main_layers or family_main_layers(net)
     source, sha = _load_weights(spec, net, opts)
     redirect = spec.redirect_relu_default if opts.redirect_relu is None else opts.redirect_relu
     if redirect or not spec.layer_paths:
@@ -338,7 +341,7 @@ def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.dev
     preprocess = opts.preprocess or spec.preprocess
     return LoadedModel(
         name=spec.name, net=net, preprocess=preprocess, catalog=catalog, native_size=native,
-        logits_layer=logits, main_layers=tuple(m for m in spec.main_layers if m in catalog),
+        logits_layer=logits, main_layers=tuple(m for m in main_layers if m in catalog),
         labels=labels, weights_source=source, weights_sha256=sha, device=dev, redirect_relu=redirect,
         extra={"interpolation": spec.interpolation},
     )
