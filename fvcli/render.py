@@ -17,6 +17,7 @@ import torch
 from .errors import FvRuntimeError
 from .models import Capture, LoadedModel
 from .objectives import Objective
+from .optim import Adam
 from .param import make_param
 from .transforms import Schedule, Step
 
@@ -84,7 +85,7 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
              compile: bool = False, compile_backend: str = "inductor") -> Iterator[Snapshot]:
     """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`."""
     thresholds = sorted({t for t in thresholds if 0 <= t <= steps} | {steps})
-    opt = torch.optim.Adam(param.parameters(), lr=lr)
+    opt = Adam(param.parameters(), lr=lr)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     prep = model.preprocess.apply
 

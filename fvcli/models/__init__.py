@@ -30,6 +30,7 @@ from ..weights import (
     state_dict_sha256,
 )
 from . import rewrites
+from .meta import shape_forward
 from .layers import RedirectedReLU, install_redirected_relu, install_stem_conv, set_relu_redirect
 
 log = logging.getLogger(__name__)
@@ -289,8 +290,7 @@ def _probe_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int,
         if path in modules and path not in [h[0] for h in handles]:
             handles.append((path, modules[path].register_forward_hook(make_hook(path))))
     try:
-        with torch.no_grad():
-            net(torch.zeros(1, 3, size, size, device=device))
+        shape_forward(net, size, device)  # on the meta device: shapes only, no arithmetic
     finally:
         for _, h in handles:
             h.remove()
