@@ -22,7 +22,7 @@ from .units import Unit
 
 log = logging.getLogger(__name__)
 
-CPU_BATCH = 8  # measured: batch 4-16 is the sweet spot on CPU (../shared/facts/performance.md)
+CPU_BATCH = 8  # the CPU fallback when the batch-size probe fails (4-16 is InceptionV1's sweet spot at 224 px)
 
 
 def unit_seed(recipe: Recipe, model: LoadedModel, unit: Unit, variant: str = "") -> int:
@@ -39,9 +39,18 @@ def plan_batches(units: Sequence[Unit], batch_size: int) -> list[list[Unit]]:
 
 
 def auto_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
-    """CPU: a fixed sweet spot. CUDA: as many images as fit in 80 % of free memory, measured with one probe step."""
+    """CPU: the batch size measured fastest for this model and settings (fvcli/autobatch.py; probed once, cached).
+    CUDA: as many images as fit in 80 % of free memory, measured with one probe step."""
+    if n_units <= 1:
+        return 1
     if model.device.type != "cuda":
-        return max(1, min(n_units, CPU_BATCH))
+        from .autobatch import measured_batch_size
+
+        try:
+            return max(1, min(n_units, measured_batch_size(model, recipe.loop_settings())))
+        except FvRuntimeError as exc:  # e.g. a numerical fault in the probe: fall back, never stop the run
+            log.warning("batch size probe failed (%s); using %d", exc, CPU_BATCH)
+            return max(1, min(n_units, CPU_BATCH))
     return max(1, min(n_units, _cuda_batch_probe(model, recipe)))
 
 
