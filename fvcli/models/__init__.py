@@ -290,7 +290,7 @@ def _probe_catalog(net: nn.Module, candidates: list[tuple[str, str]], size: int,
         if path in modules and path not in [h[0] for h in handles]:
             handles.append((path, modules[path].register_forward_hook(make_hook(path))))
     try:
-        shape_forward(net, size, device)  # on the meta device: shapes only, no arithmetic
+        shape_forward(net, size, device)  # on the meta device when cheaper: shapes only, no arithmetic
     finally:
         for _, h in handles:
             h.remove()
