@@ -69,7 +69,12 @@ def _cuda_batch_probe(model: LoadedModel, recipe: Recipe, probe: int = 2) -> int
         pass
     per_image = max(1, (torch.cuda.max_memory_allocated(model.device) - base) // probe)
     free, _total = torch.cuda.mem_get_info(model.device)
-    return int(min(1024, max(1, 0.8 * free // per_image)))
+    return batch_from_memory(per_image, free)
+
+
+def batch_from_memory(per_image_bytes: int, free_bytes: int, fraction: float = 0.8, cap: int = 1024) -> int:
+    """As many images as fit in `fraction` of the free device memory (at least 1, at most `cap`)."""
+    return int(min(cap, max(1, fraction * free_bytes // max(1, per_image_bytes))))
 
 
 def resolve_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:

@@ -65,10 +65,7 @@ def main() -> None:
     ap.add_argument("--lucent-python", default=None)
     ap.add_argument("--json-out", default=None, help="also write every result as JSON here")
     args = ap.parse_args()
-    import torch
-
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if args.device == "auto" else args.device)
+    device = resolve_matrix_device(args.device)
     rows = [m for m in MATRIX if not args.only or m[0] in args.only.split(",")]
     if not rows:
         raise SystemExit(f"--only {args.only!r}: valid keys are {', '.join(m[0] for m in MATRIX)}")
@@ -108,6 +105,15 @@ def main() -> None:
         with open(args.json_out, "w") as f:
             json.dump({"summaries": summaries, "unavailable": unavailable, "runs": runs}, f)
     print_markdown(args, device, rows, summaries, unavailable, load_before, load_after, wall)
+
+
+def resolve_matrix_device(device: str) -> str:
+    """auto: CUDA when present, else the CPU (the workers then run on it and report it)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def _fmt(v, spec: str, dash: str = "—") -> str:
