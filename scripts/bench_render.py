@@ -220,6 +220,36 @@ def model_options(args):
     return ModelOptions(args.model, args.weights)
 
 
+def profile(args) -> None:
+    """Where fv's step goes: torch.profiler over 4 steps after the redirect phase, top ops by self CPU time."""
+    from dataclasses import replace
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    from fvcli.models import load_model, resolve_device
+    from fvcli.objectives import Channel, PerImage
+    from fvcli.recipe import Recipe
+    from fvcli.render import render_batch
+
+    model = load_model(model_options(args), resolve_device(args.device))
+    bs = min(args.batch_size, args.units)
+    settings = replace(Recipe().loop_settings(), steps=REDIRECT_STEPS + 4, size=args.size, thresholds=(),
+                       precision=args.precision.split(",")[0])
+    prof = tprofile(activities=[ProfilerActivity.CPU])
+
+    def on_step(s: int) -> None:
+        if s == REDIRECT_STEPS:
+            prof.__enter__()
+
+    for _ in render_batch(model, PerImage(tuple(Channel(args.layer, c) for c in range(bs))), list(range(bs)),
+                          settings, on_step=on_step):
+        pass
+    prof.__exit__(None, None, None)
+    print(f"{args.recipe or args.model} {args.layer}, batch {bs}, {args.size} px, 4 steps after the redirect phase")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # lucent
 
@@ -453,6 +483,8 @@ def main() -> None:
     ap.add_argument("--sweep-estimate", action="store_true",
                     help="only print the FLOP-count estimate for every channel of InceptionV1 (mixed3a..mixed5b)")
     ap.add_argument("--sweep-steps", type=int, default=FULL_STEPS, help="steps per unit for --sweep-estimate")
+    ap.add_argument("--profile", action="store_true",
+                    help="only print torch.profiler's top ops (self CPU time) of fv's steps 17-20 on one batch")
     ap.add_argument("--worker", choices=["fv", "lucent"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker and args.lucent_batch is not None:
@@ -462,6 +494,9 @@ def main() -> None:
     if args.worker:
         res = worker_fv(args) if args.worker == "fv" else worker_lucent(args)
         print(json.dumps(res))
+        return
+    if args.profile:
+        profile(args)
         return
     if args.sweep_estimate:
         e = sweep_estimate(args)
