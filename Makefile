@@ -60,13 +60,23 @@ $(BENCH_VENV)/.ok: $(STAMP)
 	$(BENCH_VENV)/bin/pip install -q decorator ipython
 	touch $@
 
-.PHONY: bench bench-lucent
+.PHONY: bench bench-lucent bench-matrix bench-startup
 bench: $(STAMP)
 	$(PY) scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 48 --rounds 2 --precision fp32,bf16
 
 bench-lucent: $(BENCH_VENV)/.ok
 	$(BENCH_VENV)/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 40 --rounds 2 \
 		--precision fp32,bf16 --vs-lucent --lucent-batch 1,8
+
+# fv vs lucent on five models (scripts/bench_matrix.py), ends with a markdown table for the README.
+# MATRIX_ARGS="--only resnet50,mobilenet_v2 --steps 24" for a subset; --device cuda when there is a GPU.
+MATRIX_ARGS ?=
+bench-matrix: $(BENCH_VENV)/.ok
+	$(BENCH_VENV)/bin/python scripts/bench_matrix.py --steps 32 --rounds 2 --ab-rewrites $(MATRIX_ARGS)
+
+# fv's own share of a one-step render (beyond `import torch, torchvision`), scripts/bench_startup.py.
+bench-startup: $(STAMP)
+	$(PY) scripts/bench_startup.py
 
 # Sweeps: every channel of some layers into runs/MODEL-RECIPEHASH (resumable: rerun the same target to continue).
 #   make sweep LAYERS=mixed4a                          make sweep LAYERS="mixed4a mixed4b" SWEEP_ARGS="--recipe article"

@@ -153,12 +153,34 @@ def grid(tiles: Sequence[np.ndarray], labels: Sequence[str] | None = None, cols:
 
 def versions() -> dict[str, str | bool | int | None]:
     """What produced a file: written into every record and manifest, and shown by `fv --version`."""
-    import torchvision
-
     from . import __version__
 
     cuda_available = torch.cuda.is_available()
-    return {"fv": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"fv": __version__, "torch": torch.__version__, "torchvision": _torchvision_version(),
             "cuda": torch.version.cuda, "cuda_available": cuda_available,
             "cuda_devices": torch.cuda.device_count() if cuda_available else 0,
             "numpy": np.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def _torchvision_version() -> str:
+    """torchvision.__version__ without importing torchvision when fv does not use it (the import costs ~1 s, most of
+    it torch._dynamo, which torchvision.ops pulls in): read from its version.py, which is all __version__ is."""
+    if "torchvision" in sys.modules:
+        return sys.modules["torchvision"].__version__
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return "not installed"
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    if m:
+        return m.group(1)
+    import torchvision  # an unusual install: ask the package itself
+
+    return torchvision.__version__

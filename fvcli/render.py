@@ -18,6 +18,7 @@ import torch
 from .errors import FvRuntimeError
 from .models import Capture, LoadedModel
 from .objectives import Objective
+from .optim import Adam
 from .param import make_param
 from .preconditioners import GradientSpec, apply_preconditioner, make_preconditioner
 from .transforms import Schedule, Step
@@ -88,7 +89,7 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
     """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`.
     `precondition` (fvcli/preconditioners.py) maps each parameter's gradient before the optimizer step."""
     thresholds = sorted({t for t in thresholds if 0 <= t <= steps} | {steps})
-    opt = torch.optim.Adam(param.parameters(), lr=lr)
+    opt = Adam(param.parameters(), lr=lr)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     prep = model.preprocess.apply
 

@@ -23,7 +23,7 @@ from .units import Unit
 
 log = logging.getLogger(__name__)
 
-CPU_BATCH = 8  # measured: batch 4-16 is the sweet spot on CPU (../shared/facts/performance.md)
+CPU_BATCH = 8  # the CPU fallback when the batch-size probe fails (4-16 is InceptionV1's sweet spot at 224 px)
 
 
 def unit_seed(recipe: Recipe, model: LoadedModel, unit: Unit, variant: str = "") -> int:
@@ -40,9 +40,18 @@ def plan_batches(units: Sequence[Unit], batch_size: int) -> list[list[Unit]]:
 
 
 def auto_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
-    """CPU: a fixed sweet spot. CUDA: as many images as fit in 80 % of free memory, measured with one probe step."""
+    """CPU: the batch size measured fastest for this model and settings (fvcli/autobatch.py; probed once, cached).
+    CUDA: as many images as fit in 80 % of free memory, measured with one probe step."""
+    if n_units <= 1:
+        return 1
     if model.device.type != "cuda":
-        return max(1, min(n_units, CPU_BATCH))
+        from .autobatch import measured_batch_size
+
+        try:
+            return max(1, min(n_units, measured_batch_size(model, recipe.loop_settings())))
+        except FvRuntimeError as exc:  # e.g. a numerical fault in the probe: fall back, never stop the run
+            log.warning("batch size probe failed (%s); using %d", exc, CPU_BATCH)
+            return max(1, min(n_units, CPU_BATCH))
     return max(1, min(n_units, _cuda_batch_probe(model, recipe)))
 
 
@@ -61,7 +70,12 @@ def _cuda_batch_probe(model: LoadedModel, recipe: Recipe, probe: int = 2) -> int
         pass
     per_image = max(1, (torch.cuda.max_memory_allocated(model.device) - base) // probe)
     free, _total = torch.cuda.mem_get_info(model.device)
-    return int(min(1024, max(1, 0.8 * free // per_image)))
+    return batch_from_memory(per_image, free)
+
+
+def batch_from_memory(per_image_bytes: int, free_bytes: int, fraction: float = 0.8, cap: int = 1024) -> int:
+    """As many images as fit in `fraction` of the free device memory (at least 1, at most `cap`)."""
+    return int(min(cap, max(1, fraction * free_bytes // max(1, per_image_bytes))))
 
 
 def resolve_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:

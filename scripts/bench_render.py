@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""Benchmark fv's render loop (and, with --vs-lucent, torch-lucent's) on the same units in the same run.
+"""Benchmark fv's render loop (and, with --vs-lucent, torch-lucent's) on the same units in the same run, on any
+model fv can load.
 
     .venv/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 64
+    .venv/bin/python scripts/bench_render.py --model torchvision:resnet50 --layer layer3 --vs-lucent
+    .venv/bin/python scripts/bench_render.py --recipe mobilenet_v2 --layer classifier --vs-lucent
     make bench-lucent    # creates .venv-bench with torch-lucent, then runs this with --vs-lucent
+    make bench-matrix    # scripts/bench_matrix.py: five models, fv fp32/bf16 vs lucent, a markdown table
 
 For every tool it prints: image*steps per second, seconds per unit, peak memory, and achieved GFLOP/s -- FLOPs of
 the executed forward and backward of one step, counted with torch.utils.flop_counter.FlopCounterMode (convolutions
@@ -16,11 +20,17 @@ each tool; the ratio vs lucent is also given per round (each fv round against th
 load average is printed before and after.
 
 fv runs exactly what `fv sweep` runs per batch (the default recipe's loop: Fourier param, decorrelated colors,
-sigmoid, Adam lr 0.05, the article's transforms, redirected ReLU for the first 16 steps), on random weights.
-lucent runs `render_vis` with its InceptionV1 (random weights, `pretrained=False`; any download attempt is refused
-and fails the run), the article's transforms written with lucent's own transform functions, its Fourier image,
-Adam lr 0.05, and `fixed_image_size` = the render size so that its network input is as large as fv's. lucent
-renders `--lucent-batch` units jointly (a sum of per-image channel objectives); its default is fv's batch size.
+sigmoid, Adam lr 0.05, the article's transforms, redirected ReLU for the first 16 steps where the model uses it),
+on the model and weights given (`--model`/`--weights`, or a recipe's model with `--recipe`).
+lucent runs `render_vis` on the same weights: for inceptionv1 its own InceptionV1 (random weights,
+`pretrained=False`; any download attempt is refused and fails the run), for any other model the plain network as
+its builder makes it (no fv rewrites, no channels_last) behind the model's own preprocessing, `preprocess=False`.
+It uses the article's transforms written with lucent's own transform functions, its Fourier image, Adam lr 0.05,
+and `fixed_image_size` = the render size so that its network input is as large as fv's. lucent renders
+`--lucent-batch` units jointly (a sum of per-image channel objectives; 1 = one unit per `render_vis` call, its normal
+use); its default is fv's batch size. A token layer (B, N, D) gets a lucent objective on the patch tokens.
+
+A model or layer that cannot be loaded is reported as `unavailable: <reason>` (exit status 0), not a failure.
 
 Worker mode (`--worker fv|lucent`) is internal: it prints one JSON line.
 """
@@ -126,8 +136,20 @@ def worker_fv(args) -> dict:
     from fvcli.recipe import Recipe
     from fvcli.render import render_batch
 
-    dev = torch.device(args.device)
-    model = load_model(ModelOptions(args.model, args.weights), dev)
+    from fvcli.models import resolve_device
+
+    dev = resolve_device(args.device)
+    if args.no_rewrites:  # A/B of fvcli/models/rewrites.py (BatchNorm folding, dropout removal)
+        from fvcli.models import rewrites
+
+        rewrites.apply_rewrites = lambda net: {}
+    try:
+        model = load_model(model_options(args), dev)
+        model.layer(args.layer)  # FvError naming the valid layers when it is not in the catalog
+        if model.catalog[args.layer].channels < args.units:
+            raise ValueError(f"layer {args.layer} has {model.catalog[args.layer].channels} channels < {args.units}")
+    except Exception as exc:  # noqa: BLE001 - reported, the matrix goes on
+        return {"tool": "fv", "unavailable": f"{type(exc).__name__}: {exc}"}
     base_rss = rss_mb()
     settings = replace(Recipe().loop_settings(), steps=args.steps, size=args.size, thresholds=(),
                        precision=args.precision)
@@ -176,7 +198,7 @@ def worker_fv(args) -> dict:
         if len(marks) > REDIRECT_STEPS:
             redirect_s += marks[REDIRECT_STEPS - 1] - t0
     out = {
-        "tool": "fv", "precision": args.precision, "batch_size": bs, "seconds": seconds, "units": len(units), "steps": args.steps,
+        "tool": "fv", "device": str(dev), "precision": args.precision, "batch_size": bs, "seconds": seconds, "units": len(units), "steps": args.steps,
         "flops_per_image_step": step_flops / bs, "model_flops_per_image_step": model_flops / bs,
         "machine": machine, "base_rss_mb": base_rss, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads(),
     }
@@ -187,8 +209,73 @@ def worker_fv(args) -> dict:
     return out
 
 
+def model_options(args):
+    """The model options of `--recipe` (its model section) or of `--model`/`--weights`."""
+    from fvcli.models import ModelOptions
+
+    if getattr(args, "recipe", None):
+        from fvcli.recipe import load_recipe
+
+        return load_recipe(args.recipe).model_options()
+    return ModelOptions(args.model, args.weights)
+
+
+def profile(args) -> None:
+    """Where fv's step goes: torch.profiler over 4 steps after the redirect phase, top ops by self CPU time."""
+    from dataclasses import replace
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    from fvcli.models import load_model, resolve_device
+    from fvcli.objectives import Channel, PerImage
+    from fvcli.recipe import Recipe
+    from fvcli.render import render_batch
+
+    model = load_model(model_options(args), resolve_device(args.device))
+    bs = min(args.batch_size, args.units)
+    settings = replace(Recipe().loop_settings(), steps=REDIRECT_STEPS + 4, size=args.size, thresholds=(),
+                       precision=args.precision.split(",")[0])
+    prof = tprofile(activities=[ProfilerActivity.CPU])
+
+    def on_step(s: int) -> None:
+        if s == REDIRECT_STEPS:
+            prof.__enter__()
+
+    for _ in render_batch(model, PerImage(tuple(Channel(args.layer, c) for c in range(bs))), list(range(bs)),
+                          settings, on_step=on_step):
+        pass
+    prof.__exit__(None, None, None)
+    print(f"{args.recipe or args.model} {args.layer}, batch {bs}, {args.size} px, 4 steps after the redirect phase")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # lucent
+
+
+def plain_network(args):
+    """(network as its builder makes it, with the benchmark's weights, in eval mode, behind its preprocessing;
+    the module path prefix lucent's names get). No fv rewrites: this is what a lucent user would hand it."""
+    from torch import nn
+
+    from fvcli.models import _load_weights, get_spec
+
+    opts = model_options(args)
+    spec = get_spec(opts.name)
+    net = spec.build(opts)
+    _load_weights(spec, net, opts)
+    prep = opts.preprocess or spec.preprocess
+
+    class Preprocessed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(prep.apply(x))
+
+    return Preprocessed().eval(), "net"
 
 
 def _refuse_download(*_a, **_k):
@@ -206,10 +293,42 @@ def worker_lucent(args) -> dict:
     from lucent.modelzoo import inceptionv1
     from lucent.optvis import objectives, param, render, transform
 
-    dev = torch.device(args.device)
+    from fvcli.models import resolve_device
+
+    dev = resolve_device(args.device)
     torch.manual_seed(0)
     np.random.seed(0)
-    model = inceptionv1(pretrained=False).to(dev).eval()
+    preprocess = False
+    if args.model == "inceptionv1" and not args.recipe:
+        model, path = inceptionv1(pretrained=False).to(dev).eval(), args.layer
+        preprocess = True  # lucent's own InceptionV1 input range
+    else:
+        try:
+            model, prefix = plain_network(args)
+        except Exception as exc:  # noqa: BLE001 - reported, the matrix goes on
+            return {"tool": "lucent", "unavailable": f"{type(exc).__name__}: {exc}"}
+        model, path = model.to(dev), f"{prefix}.{args.layer}"
+    name = path.replace(".", "_")  # lucent's name for the module at `path`
+    probe: dict = {}
+    with torch.no_grad():  # the layer's layout: tokens (B, N, D) need their own objective
+        h = model.get_submodule(path).register_forward_hook(lambda _m, _i, o: probe.update(dim=o.dim()))
+        model(torch.zeros(1, 3, args.size, args.size, device=dev))
+        h.remove()
+    tokens = probe.get("dim") == 3
+
+    def channel(c, b):
+        if not tokens:
+            return objectives.channel(name, c, batch=b)
+
+        @objectives.wrap_objective()
+        def token_channel(layer, n_channel, batch=None):
+            @objectives.handle_batch(batch)
+            def inner(model):
+                return -model(layer)[:, 1:, n_channel].mean()  # patch tokens (the class token first)
+            return inner
+
+        return token_channel(name, c, batch=b)
+
     base_rss = rss_mb()
     tfs = [transform.pad(16, mode="constant", constant_value=0.5), transform.jitter(16),
            transform.random_scale([1, 0.975, 1.025, 0.95, 1.05]), transform.random_rotate(list(range(-5, 6))),
@@ -219,11 +338,12 @@ def worker_lucent(args) -> dict:
     batches = [units[i : i + bs] for i in range(0, len(units), bs)]
 
     def run(chunk, steps):
-        obj = objectives.channel(args.layer, chunk[0], batch=0)
+        obj = channel(chunk[0], 0)
         for i, c in enumerate(chunk[1:], 1):
-            obj = obj + objectives.channel(args.layer, c, batch=i)
+            obj = obj + channel(c, i)
         render.render_vis(model, obj, lambda: param.image(args.size, batch=len(chunk)), transforms=list(tfs),
-                          thresholds=(steps,), show_image=False, progress=False, fixed_image_size=args.size)
+                          thresholds=(steps,), show_image=False, progress=False, fixed_image_size=args.size,
+                          preprocess=preprocess)
 
     tot2, _ = count_flops(lambda: run(batches[0], 2))
     tot1, _ = count_flops(lambda: run(batches[0], 1))
@@ -233,7 +353,7 @@ def worker_lucent(args) -> dict:
         run(chunk, args.steps)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return {"tool": "lucent", "batch_size": bs, "seconds": time.perf_counter() - t0, "units": len(units),
+    return {"tool": "lucent", "device": str(dev), "batch_size": bs, "seconds": time.perf_counter() - t0, "units": len(units),
             "steps": args.steps, "flops_per_image_step": (tot2 - tot1) / bs, "machine": machine,
             "base_rss_mb": base_rss, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
 
@@ -293,13 +413,13 @@ def print_estimate(e: dict) -> None:
 # Driver
 
 
-WORKER_ARGS = ("model", "weights", "layer", "units", "size", "steps", "batch_size", "device", "threads")
+WORKER_ARGS = ("model", "weights", "recipe", "no_rewrites", "layer", "units", "size", "steps", "batch_size", "device", "threads")
 
 
 def spawn(tool: str, args, python: str, extra: dict) -> dict:
     opts = {k: v for k, v in vars(args).items() if k in WORKER_ARGS and v is not None} | extra
     cmd = [python, os.path.abspath(__file__), "--worker", tool] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in opts.items()]
+        f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in opts.items() if v is not False]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         sys.stderr.write(p.stderr[-4000:])
@@ -339,11 +459,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="inceptionv1")
     ap.add_argument("--weights", default="random:0")
+    ap.add_argument("--recipe", "-r", default=None, help="take the model (name, weights, preprocessing) from a recipe")
     ap.add_argument("--layer", default="mixed4a")
     ap.add_argument("--units", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=8, help="fv images per batch (sweep mode)")
+    ap.add_argument("--no-rewrites", action="store_true",
+                    help="fv without its load-time rewrites (BatchNorm folding, dropout removal)")
+    ap.add_argument("--ab-rewrites", action="store_true",
+                    help="add an fv fp32 column without the load-time rewrites (A/B of fvcli/models/rewrites.py)")
     ap.add_argument("--precision", default="fp32",
                     help="fv precision(s), comma-separated: fp32 (the default recipe), bf16 (opt-in autocast)")
     ap.add_argument("--lucent-batch", default=None,
@@ -358,6 +483,8 @@ def main() -> None:
     ap.add_argument("--sweep-estimate", action="store_true",
                     help="only print the FLOP-count estimate for every channel of InceptionV1 (mixed3a..mixed5b)")
     ap.add_argument("--sweep-steps", type=int, default=FULL_STEPS, help="steps per unit for --sweep-estimate")
+    ap.add_argument("--profile", action="store_true",
+                    help="only print torch.profiler's top ops (self CPU time) of fv's steps 17-20 on one batch")
     ap.add_argument("--worker", choices=["fv", "lucent"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker and args.lucent_batch is not None:
@@ -368,16 +495,19 @@ def main() -> None:
         res = worker_fv(args) if args.worker == "fv" else worker_lucent(args)
         print(json.dumps(res))
         return
+    if args.profile:
+        profile(args)
+        return
     if args.sweep_estimate:
         e = sweep_estimate(args)
         print(json.dumps(e) if args.json else "", end="\n" if args.json else "")
         if not args.json:
             print_estimate(e)
         return
-    if args.model != "inceptionv1" and args.vs_lucent:
-        raise SystemExit("--vs-lucent compares on inceptionv1 only")
     lucent_py = (args.lucent_python or _find_lucent_python()) if args.vs_lucent else None
     configs = [(f"fv {p} b{args.batch_size}", "fv", {"precision": p}) for p in args.precision.split(",")]
+    if args.ab_rewrites:
+        configs.append((f"fv fp32 b{args.batch_size} plain", "fv", {"precision": "fp32", "no_rewrites": True}))
     if args.vs_lucent:
         configs += [(f"lucent b{b}", "lucent", {"lucent_batch": b})
                     for b in _ints(args.lucent_batch or str(args.batch_size))]
@@ -388,6 +518,9 @@ def main() -> None:
         order = configs if r % 2 == 0 else configs[::-1]
         for name, tool, extra in order:
             res = spawn(tool, args, sys.executable if tool == "fv" else lucent_py, extra)
+            if "unavailable" in res:
+                print(f"{args.recipe or args.model} {args.layer}: unavailable: {res['unavailable']}")
+                return
             res["load"] = load_avg()
             res["round"] = r
             runs[name].append(res)

@@ -11,6 +11,12 @@ scored on the untransformed image) within 5 % of fp32's, median over the units, 
 more: the two optimizations follow different paths from the same start (rounding differs from the first step), so
 this checks that reduced precision optimizes as well, not that it reproduces fp32's pixels. fp16 is CUDA-only (no
 fast fp16 on CPUs); bf16 on a CPU is fast only with bf16 instructions (AVX512-BF16 or AMX).
+
+    .venv/bin/python scripts/check_precision.py --matrix --units 4 --steps 128     # every model of bench_matrix.py
+
+`--matrix` runs the check on each model of scripts/bench_matrix.py (InceptionV1, the real MobileNetV2's logits,
+ResNet-50, ConvNeXt-T, ViT-B/16) and prints one line per model; a model that cannot be loaded is reported as
+unavailable. Exit status 1 if any model is outside the tolerance.
 """
 from __future__ import annotations
 
@@ -33,8 +39,47 @@ from fvcli.transforms import ARTICLE  # noqa: E402
 TOLERANCE = 0.05
 
 
+def check(opts: ModelOptions, layer: str, units: int, steps: int, size: int, precision: str,
+          device: str) -> tuple[float, list[float], dict]:
+    """(median relative difference, all of them, final objectives by precision) of fp32 vs `precision`."""
+    model = load_model(opts, device)
+    obj = PerImage(tuple(Channel(layer, c) for c in range(units)))
+    base = LoopSettings(steps=steps, size=size, transforms=ARTICLE)
+    finals = {}
+    for prec in ("fp32", precision):
+        snaps = list(render_batch(model, obj, list(range(units)), replace(base, precision=prec)))
+        finals[prec] = snaps[-1].scores
+    rel = ((finals[precision] - finals["fp32"]).abs() / finals["fp32"].abs().clamp_min(1e-6)).tolist()
+    return statistics.median(rel), rel, finals
+
+
+def matrix(args, device: str) -> int:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_matrix import MATRIX
+
+    from fvcli.recipe import load_recipe
+
+    worst = 0.0
+    for key, label, spec, _conv in MATRIX:
+        opts = (load_recipe(spec["recipe"]).model_options() if "recipe" in spec
+                else ModelOptions(spec["model"], spec["weights"]))
+        try:
+            med, rel, finals = check(opts, spec["layer"], args.units, args.steps, args.size, args.precision, device)
+        except Exception as exc:  # noqa: BLE001 - reported; the other models go on
+            print(f"{key:<14} unavailable: {type(exc).__name__}: {exc}")
+            continue
+        worst = max(worst, med)
+        print(f"{key:<14} {args.precision} vs fp32, final objective: median relative difference {med:.4f}, max "
+              f"{max(rel):.4f}; mean fp32 {statistics.mean(finals['fp32'].tolist()):.3f}, {args.precision} "
+              f"{statistics.mean(finals[args.precision].tolist()):.3f} -> "
+              f"{'within' if med <= TOLERANCE else 'OUTSIDE'} the {TOLERANCE:.0%} tolerance", flush=True)
+    print(f"{args.units} units, {args.steps} steps, {args.size} px, device {device}")
+    return 0 if worst <= TOLERANCE else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--matrix", action="store_true", help="check every model of scripts/bench_matrix.py")
     ap.add_argument("--model", default="inceptionv1")
     ap.add_argument("--weights", default="random:0")
     ap.add_argument("--layer", default="mixed4a")
@@ -48,15 +93,10 @@ def main() -> int:
     if device == "cpu" and args.precision == "fp16":
         print("fp16 autocast is CUDA-only in fv (it is a no-op on the CPU); nothing to check here.")
         return 0
-    model = load_model(ModelOptions(args.model, args.weights), device)
-    obj = PerImage(tuple(Channel(args.layer, c) for c in range(args.units)))
-    base = LoopSettings(steps=args.steps, size=args.size, transforms=ARTICLE)
-    finals = {}
-    for prec in ("fp32", args.precision):
-        snaps = list(render_batch(model, obj, list(range(args.units)), replace(base, precision=prec)))
-        finals[prec] = snaps[-1].scores
-    rel = ((finals[args.precision] - finals["fp32"]).abs() / finals["fp32"].abs().clamp_min(1e-6)).tolist()
-    med = statistics.median(rel)
+    if args.matrix:
+        return matrix(args, device)
+    med, rel, finals = check(ModelOptions(args.model, args.weights), args.layer, args.units, args.steps, args.size,
+                             args.precision, device)
     print(f"fp32 final objective: {[round(v, 3) for v in finals['fp32'].tolist()]}")
     print(f"{args.precision} final objective: {[round(v, 3) for v in finals[args.precision].tolist()]}")
     print(f"relative difference: median {med:.4f}, max {max(rel):.4f} (tolerance: median <= {TOLERANCE}); "

@@ -6,6 +6,8 @@ Everything here is cheap and deterministic: InceptionV1 with `random:0` weights,
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ from typer.testing import CliRunner
 from fvcli.cli import app
 from fvcli.models import ModelOptions, load_model
 from fvcli.recipe import Recipe, load_recipe
+
+# `--batch-size auto` caches its CPU probe (fvcli/autobatch.py): keep the tests' entries out of the user's cache
+os.environ.setdefault("FV_CACHE_DIR", tempfile.mkdtemp(prefix="fv-test-cache-"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FACTS = SHARED / "facts"

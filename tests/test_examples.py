@@ -281,11 +281,17 @@ def test_streaming_topk_equals_brute_force_exactly_across_batch_sizes(folder, mo
     np.testing.assert_allclose(sorted_by_bs[1], sorted_by_bs[43], rtol=1e-4, atol=1e-4)
 
 
-def test_folding_batchnorm_keeps_activations_and_the_original_model(mobilenet):
+def test_folding_batchnorm_keeps_activations_and_the_original_model(mobilenet, monkeypatch):
     from torch import nn
 
     from fvcli.examples import fold_batchnorm
+    from fvcli.models import load_model, rewrites
+    from fvcli.recipe import load_recipe
 
+    assert fold_batchnorm(mobilenet)[1] == 0  # load_model already folded them (fvcli/models/rewrites.py)
+    with monkeypatch.context() as m:  # the network as built, without the load-time rewrites
+        m.setattr(rewrites, "apply_rewrites", lambda net: {})
+        mobilenet = load_model(load_recipe("mobilenet_v2").model_options(), "cpu")
     folded, n = fold_batchnorm(mobilenet, keep=["features.1.conv.1"])
     assert n == 51  # MobileNetV2 has 52 conv+BN pairs; the one whose conv output is a requested layer is kept
     mods, orig = dict(folded.net.named_modules()), dict(mobilenet.net.named_modules())

@@ -190,3 +190,29 @@ def test_cpu_bf16_autocast_keeps_lrn_and_the_image_conv_in_fp32_and_renders(iv1)
     fp32, bf16 = _render(iv1, steps=4), _render(iv1, steps=4, precision="bf16")
     assert torch.isfinite(bf16.images).all() and bf16.scores.dtype == torch.float32
     assert (bf16.images - fp32.images).abs().mean() < 0.05  # same start, a few Adam steps: close, not equal
+
+
+def test_fv_adam_is_bitwise_torch_adam_and_does_not_import_dynamo():
+    import subprocess
+    import sys
+
+    from fvcli.optim import Adam
+
+    g = torch.Generator().manual_seed(0)
+    ours = [torch.randn(2, 3, 5, 4, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_(),
+            torch.randn(7, generator=g).requires_grad_()]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    a, b = Adam(ours, lr=0.05), torch.optim.Adam(theirs, lr=0.05)
+    for step in range(30):
+        for ps, opt in ((ours, a), (theirs, b)):
+            opt.zero_grad(set_to_none=True)
+            loss = sum(((p - step * 0.1) ** 3).sin().sum() for p in ps)
+            loss.backward()
+            opt.step()
+    for p, q in zip(ours, theirs):
+        assert torch.equal(p, q)
+    assert ours[0].is_contiguous(memory_format=torch.channels_last)
+    code = ("import sys, torch; from fvcli.optim import Adam; p = torch.zeros(3, requires_grad=True); o = Adam([p], 0.1);"
+            " p.sum().backward(); o.step(); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -350,13 +350,20 @@ def test_makefile_sweep_targets(tmp_path):
     assert finalize(out)["units"]["done"] == 3
 
 
-def test_batch_size_auto_is_fixed_when_the_directory_is_created(model, recipe, units, tmp_path):
-    from fvcli.runner import CPU_BATCH
+def test_batch_size_auto_is_fixed_when_the_directory_is_created(model, recipe, units, tmp_path, monkeypatch):
+    from fvcli import autobatch
 
+    monkeypatch.setenv("FV_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    key = autobatch.cache_key(model, recipe.loop_settings())
+    (tmp_path / "cache" / "batch_size.json").write_text(json.dumps({key: {"batch_size": 8}}))  # a measured choice
+    CPU_BATCH = 8
     out = tmp_path / "auto"
     job = prepare_sweep(model, recipe, units, out, batch_size="auto")
     assert job.batch_size == CPU_BATCH == json.loads((out / "sweep.json").read_text())["batch_size"]
     assert [len(b.units) for b in job.plan] == [3, 6]  # conv2d2 0-2, mixed3a 0-5: one batch each
+    # the machine's measured choice changes later: the directory keeps its own
+    (tmp_path / "cache" / "batch_size.json").write_text(json.dumps({key: {"batch_size": 2}}))
     # a later run with auto (another shard, a resume) takes the directory's batch size; an explicit other one is refused
     assert prepare_sweep(model, recipe, units, out, batch_size="auto", shard=(1, 2)).batch_size == CPU_BATCH
     with pytest.raises(FvError, match=rf"batch size {CPU_BATCH} \(this run: 3\)"):

@@ -36,6 +36,7 @@ from .catalog import (  # noqa: F401  (re-exported)
     LAYOUTS, Catalog, LayerInfo, Layout, build_catalog, parse_layouts, undecided_message,
 )
 from .families import main_layers as family_main_layers
+from . import rewrites
 from .layers import RedirectedReLU, install_redirected_relu, install_stem_conv, set_relu_redirect
 
 log = logging.getLogger(__name__)
@@ -328,6 +329,7 @@ def load_model(opts: ModelOptions | str = "inceptionv1", device: str | torch.dev
         install_redirected_relu(net)
     install_stem_conv(net)  # the image-facing strided conv: a 2.4x faster input gradient (same parameters)
     net.eval().requires_grad_(False).to(dev)
+    rewrites.apply_rewrites(net)  # fold BatchNorm into convs, drop dropout (after the checksum; names unchanged)
     configure_backends(dev)
     if channels_last:
         net.to(memory_format=torch.channels_last)

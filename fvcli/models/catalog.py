@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import FvError
+from .meta import shape_forward
 
 LAYOUTS = ("nchw", "nhwc", "tokens", "vector")
 _RANK = {"nchw": 4, "nhwc": 4, "tokens": 3, "vector": 2}
@@ -290,8 +291,7 @@ def _run_probe(net: nn.Module, paths: list[str], size: int, device: torch.device
         if path in modules:
             handles.append(modules[path].register_forward_hook(make_hook(path)))
     try:
-        with torch.no_grad():
-            net(torch.zeros(1, 3, size, size, device=device))
+        shape_forward(net, size, device)  # on the meta device when cheaper: shapes only, no arithmetic
     finally:
         for h in handles:
             h.remove()

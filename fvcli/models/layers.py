@@ -86,6 +86,11 @@ def set_relu_redirect(net: nn.Module, on: bool) -> None:
             m.redirect = on
 
 
+def _autocast_on(x: torch.Tensor) -> bool:
+    """Is autocast on for x's device? (False for devices without autocast, e.g. meta, where torch would raise.)"""
+    return x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+
+
 def _fmt(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
         memory_format=torch.channels_last) else torch.contiguous_format
@@ -137,7 +142,7 @@ class LocalResponseNorm(nn.Module):
         return self._band[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        if torch.is_autocast_enabled(x.device.type):
+        if _autocast_on(x):
             # k + alpha/size * sum(x^2) is 1 + a small term: bf16's 8-bit mantissa would round it away. fp32 here.
             with torch.autocast(x.device.type, enabled=False):
                 x = x.float()
@@ -198,7 +203,7 @@ class StemConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = (torch.is_grad_enabled() and x.requires_grad and not self.weight.requires_grad
                 and (self.bias is None or not self.bias.requires_grad))
-        if torch.is_autocast_enabled(x.device.type):
+        if _autocast_on(x):
             # The image-facing conv stays fp32 under reduced precision: its input is the image itself, and bf16's
             # 8-bit mantissa would quantize both the pixels and their gradient (the only signal the image gets).
             with torch.autocast(x.device.type, enabled=False):
