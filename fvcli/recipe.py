@@ -23,7 +23,7 @@ import yaml
 from .errors import FvError, did_you_mean
 from .models import ModelOptions, Preprocess
 from .render import LoopSettings
-from .transforms import PRESETS, Crop, Jitter, Pad, Rotate, Scale, Step
+from .transforms import PRESETS, Blur, Copies, Crop, Jitter, Noise, Pad, Rotate, Scale, Step, Zoom
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -63,10 +63,12 @@ class RenderRecipe:
 
 @dataclass(frozen=True)
 class ParamRecipe:
-    kind: str = field(default="fourier", metadata=_bounds(choices=("fourier", "pixel")))
+    kind: str = field(default="fourier", metadata=_bounds(choices=("fourier", "pixel", "maco")))
     decorrelate: bool = True  # lucid's color decorrelation
     sigmoid: bool = True
     decay_power: float = field(default=1.0, metadata=_bounds(0.0, 4.0))  # spectrum scale 1/f**decay_power
+    spectrum: str | None = None  # maco: magnitude spectrum file from `fv spectrum` (None: fitted 1/f**alpha)
+    maco_alpha: bool = False  # maco: also write the transparency map KEY.alpha.png
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class Recipe:
         r, p = self.render, self.param
         return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
                             decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
-                            transforms=self.transforms, channels_last=r.channels_last, precision=r.precision,
+                            transforms=self.transforms, spectrum=p.spectrum, maco_alpha=p.maco_alpha, channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile)
 
     def to_dict(self) -> dict:
@@ -162,6 +164,9 @@ class Recipe:
         d["render"].pop("compile")  # same pictures up to float rounding, like the device
         d.pop("units")
         d.pop("examples")
+        d["param"].pop("maco_alpha")  # an extra output, same pictures
+        if self.param.spectrum is None:  # keys added with MACO: recipes without it keep their hash
+            d["param"].pop("spectrum")
         for name, cls in (("variants", VariantsRecipe), ("interpolation", InterpolationRecipe)):
             if getattr(self, name) == cls():  # at their defaults they add nothing: plain recipes keep their hash
                 d.pop(name)
@@ -185,10 +190,26 @@ def transforms_to_yaml(chain: tuple[Step, ...]) -> list[dict]:
             out.append({"rotate": list(s.degrees)})
         elif isinstance(s, Crop):
             out.append({"crop": True})
+        elif isinstance(s, Zoom):
+            out.append({"zoom": [s.lo, s.hi]})
+        elif isinstance(s, Noise):
+            out.append({"noise": s.std})
+        elif isinstance(s, Blur):
+            out.append({"blur": [s.lo, s.hi]})
+        elif isinstance(s, Copies):
+            out.append({"copies": s.n})
     return out
 
 
-_STEP_KINDS = ("pad", "jitter", "scale", "rotate", "crop")
+_STEP_KINDS = ("pad", "jitter", "scale", "rotate", "crop", "zoom", "noise", "blur", "copies")
+MAX_COPIES = 64
+
+
+def _range(v: Any, path: str, lo: float, hi: float) -> tuple[float, float]:
+    r = _num_list(v, path, lo, hi)
+    if len(r) != 2 or r[0] > r[1]:
+        raise FvError(f"recipe key {path}: expected [low, high] with low <= high, got {v!r}")
+    return r[0], r[1]
 
 
 def _num(v: Any, path: str, lo: float, hi: float, integer: bool = False) -> float:
@@ -244,6 +265,14 @@ def parse_transforms(v: Any, path: str = "transforms") -> tuple[Step, ...]:
             chain.append(Rotate(_num_list(arg, f"{p}.rotate", -360.0, 360.0)))
         elif kind == "crop":
             chain.append(Crop())
+        elif kind == "zoom":  # [low, high] zoom factors (> 1 crops in, < 1 shrinks)
+            chain.append(Zoom(*_range(arg, f"{p}.zoom", 0.05, 20.0)))
+        elif kind == "noise":  # std of Gaussian noise in [0, 1] image units
+            chain.append(Noise(float(_num(arg, f"{p}.noise", 0.0, 1.0))))
+        elif kind == "blur":  # [low, high] sigma in pixels
+            chain.append(Blur(*_range(arg, f"{p}.blur", 0.0, 32.0)))
+        elif kind == "copies":
+            chain.append(Copies(int(_num(arg, f"{p}.copies", 1, MAX_COPIES, True))))
         else:
             raise FvError(f"recipe key {p}: unknown transform {kind!r}{did_you_mean(str(kind), _STEP_KINDS)}; "
                           f"valid: {', '.join(_STEP_KINDS)}")
@@ -396,6 +425,10 @@ def read_yaml(path: Path) -> dict:
             if isinstance(v, str) and v and not v.startswith(("random:", "torchvision")) and not os.path.isabs(
                     os.path.expanduser(v)):
                 model[key] = str((base / v).resolve())
+    par = raw.get("param")
+    if isinstance(par, dict) and isinstance(par.get("spectrum"), str) and par["spectrum"] and not os.path.isabs(
+            os.path.expanduser(par["spectrum"])):
+        par["spectrum"] = str((base / par["spectrum"]).resolve())
     ex = raw.get("examples")
     if isinstance(ex, dict) and isinstance(ex.get("images"), str) and ex["images"] and not os.path.isabs(
             os.path.expanduser(ex["images"])):

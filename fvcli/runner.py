@@ -230,6 +230,8 @@ def write_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: BatchRes
         for s in res.snapshots[:-1]:
             save_png(out_dir / f"{unit.key}.step{s.step:05d}.png", s.images[b])
         save_png(out_dir / f"{unit.key}.png", final.images[b])
+        if final.alpha is not None:  # MACO's transparency map (param.maco_alpha)
+            save_png(out_dir / f"{unit.key}.alpha.png", final.alpha[b].expand(3, -1, -1))
         rec = unit_record(model, recipe, unit, res.seeds[b], res.objectives[b], res.snapshots, b, res.seconds,
                           len(res.units), res.faults[b] if res.faults else None)
         atomic_write_json(out_dir / f"{unit.key}.json", rec)
