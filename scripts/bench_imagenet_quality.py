@@ -118,6 +118,10 @@ def fv_recipe(name: str, size: int, steps: int, thresholds: list[int]):
     return from_dict(raw)
 
 
+def display(name: str) -> str:
+    return Path(name[1:]).stem if name.startswith("@") and name[1:] not in ("quality",) else name
+
+
 def png_path(out: Path, recipe: str, cls: int, step: int | None = None) -> Path:
     safe = recipe.replace("/", "_").replace("+", "_").replace("@", "at_")
     tail = "" if step is None else f".step{step:05d}"
@@ -254,7 +258,7 @@ def score(out: Path, names: list[str], classes: list[int], args) -> list[dict]:
     common = [c for c in classes if all(png_path(out, n, c).is_file() for n in names)]
     rows = []
     for name in names:
-        row: dict = {"recipe": name, "n": len(common)}
+        row: dict = {"recipe": display(name), "n": len(common)}
         for step in sorted(set(args.thresholds) | {args.steps}):
             paths = [png_path(out, name, c, None if step == args.steps else step) for c in common]
             if not common or not all(p.is_file() for p in paths):
@@ -304,6 +308,18 @@ def print_table(rows: list[dict], args) -> None:
               f"{r['seconds_per_image']} |")
 
 
+def contact_sheet(out: Path, names: list[str], classes: list[int], path: Path, n: int = 8) -> None:
+    """Rows = recipes, columns = the first `n` classes every recipe has, labelled with the class name."""
+    from fvcli.outputs import grid, read_png, save_png
+
+    labels = (MODEL_DIR / "imagenet_labels.txt").read_text().splitlines()
+    common = [c for c in classes if all(png_path(out, r, c).is_file() for r in names)][:n]
+    tiles = [read_png(png_path(out, r, c)) for r in names for c in common]
+    tags = [labels[c].split(",")[0] for _ in names for c in common]
+    save_png(path, grid(tiles, tags, cols=len(common), tile=128, rows_labels=[display(r) for r in names]))
+    print(f"# contact sheet: {path} ({len(names)} recipes x {len(common)} classes)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default="article,lucid,pixel,pixel+L1/TV/blur,maco,quality",
@@ -320,6 +336,7 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--sheet", default=None, help="also write a contact sheet PNG (recipes x first 8 classes)")
     ap.add_argument("--worker-lucent", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -348,6 +365,8 @@ def main() -> None:
         render_all(out, names, classes, args)
     if args.render_only:
         return
+    if args.sheet:
+        contact_sheet(out, names, classes, Path(args.sheet))
     rows = score(out, names, classes, args)
     if args.json:
         print(json.dumps({"size": args.size, "steps": args.steps, "classes": args.classes, "rows": rows}))

@@ -3,9 +3,10 @@ decorrelation) give class renders that a *separately trained* network recognizes
 optimization does (pixel renders are adversarial noise that only the rendering model reads).
 
 Rendering model: the real MobileNetV2 (../shared, `-r mobilenet_v2`); judge: MobileNetV1 0.5/160 (../shared/judges,
-used only to evaluate, as its README's rules say). Four classes chosen by a rule (every 250th index from 1), 64 px,
-64 steps: small enough for `make test`, a real assertion with a margin. scripts/bench_imagenet_quality.py measures
-the same at scale.
+used only to evaluate, as its README's rules say). Five classes chosen by a rule (every 200th index from 1), 96 px,
+96 steps (~35 s of CPU): small enough for `make test`, a real assertion with a margin. Measured once: geometric-mean
+rank 29 (article) vs 276 (pixel), the article winning on 4 of 5 classes; at 64 px / 64 steps the renders are too
+small for the judge to tell them apart (35 vs 44). scripts/bench_imagenet_quality.py measures the same at scale.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from fvcli.runner import run_batch
 from fvcli.units import Unit
 
 JUDGE = SHARED / "judges" / "mobilenet_v1_0.5_160" / "judge.pt"
-CLASSES = list(range(1, 1001, 250))  # 1, 251, 501, 751
-SIZE, STEPS = 64, 64
+CLASSES = list(range(1, 1001, 200))  # 1, 201, 401, 601, 801
+SIZE, STEPS = 96, 96
 
 
 @pytest.fixture(scope="module")
@@ -57,4 +58,4 @@ def test_transforms_and_preconditioning_beat_pixel_on_mobilenet_v2(mobilenet, ju
     print("\n" + msg)
     # the full recipe's geometric-mean rank is at least 4x better, and it wins on most classes
     assert logr["pixel"] - logr["article"] > torch.tensor(4.0).log().item(), msg
-    assert int((ranks["article"] < ranks["pixel"]).sum()) >= 3, msg
+    assert int((ranks["article"] < ranks["pixel"]).sum()) >= 3, msg  # of 5
