@@ -78,6 +78,14 @@ bench-matrix: $(BENCH_VENV)/.ok
 bench-startup: $(STAMP)
 	$(PY) scripts/bench_startup.py
 
+# Render quality on real ImageNet classes (scripts/bench_imagenet_quality.py): the MobileNetV2 in ../shared renders
+# class logits with every recipe and with lucent's defaults; the independent judge in ../shared/judges scores the
+# 8-bit PNGs. Resumable (renders cached in runs/imagenet-quality-*); skips when ../shared is absent.
+IMAGENET_QUALITY_ARGS ?=
+.PHONY: bench-quality-imagenet
+bench-quality-imagenet: $(BENCH_VENV)/.ok
+	PYTHONPATH=$(CURDIR) $(BENCH_VENV)/bin/python scripts/bench_imagenet_quality.py --vs-lucent $(IMAGENET_QUALITY_ARGS)
+
 # Sweeps: every channel of some layers into runs/MODEL-RECIPEHASH (resumable: rerun the same target to continue).
 #   make sweep LAYERS=mixed4a                          make sweep LAYERS="mixed4a mixed4b" SWEEP_ARGS="--recipe article"
 #   make sweep-googlenet                               every channel of mixed3a..mixed5b (5,484 channels)

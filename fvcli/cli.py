@@ -573,6 +573,27 @@ def article_cmd(
     typer.echo(f"page: {report.page}")
 
 
+@app.command("spectrum")
+@handle_errors
+def spectrum_cmd(
+    images: Annotated[Path, typer.Argument(metavar="IMAGES_DIR", help="Folder of images (recursive; any sizes).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Spectrum file to write (torch.save).")] = Path(
+        "spectrum.pt"),
+    size: Annotated[int, typer.Option("--size", min=8, max=2048, help="Spectrum side: each image is resized "
+                                      "(short side) and center-cropped to it.")] = 224,
+) -> None:
+    """The mean magnitude spectrum of natural images, for MACO (`param.kind: maco`, `param.spectrum: FILE`)."""
+    from .spectrum import compute_spectrum, fit_power_law, image_files, save_spectrum
+
+    files = image_files(images)
+    mag, n = compute_spectrum(files, size)
+    save_spectrum(output, mag, n)
+    alphas, amps = fit_power_law(mag)
+    typer.echo(f"spectrum of {n} images at {size}x{size}: {output}")
+    typer.echo("power-law fit per decorrelated channel: alpha " + ", ".join(f"{a:.2f}" for a in alphas)
+               + "; amplitude " + ", ".join(f"{a:.2f}" for a in amps))
+
+
 def main() -> None:
     app()
 

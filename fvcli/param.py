@@ -8,6 +8,7 @@ from its own `torch.Generator` (one per unit), so a unit's starting image does n
   ("preconditioning"): low frequencies move as easily as high ones.
 - Both go through `to_rgb`: optional color decorrelation with lucid's matrix, then a sigmoid.
 - `SharedImage`: a sum of per-image and shared low-resolution parameterizations (interpolation frames).
+- `maco` (fvcli/param_maco.py): only the phase of the spectrum is optimized; its magnitude is a natural image's.
 """
 from __future__ import annotations
 
@@ -133,7 +134,12 @@ class SharedImage(nn.Module):
 
 
 def make_param(kind: str, gens: Sequence[torch.Generator], h: int, w: int, decay_power: float = 1.0,
-               decorrelate: bool = True, sigmoid: bool = True, init_std: float | None = None) -> nn.Module:
+               decorrelate: bool = True, sigmoid: bool = True, init_std: float | None = None,
+               spectrum: str | None = None, maco_alpha: bool = False) -> nn.Module:
+    if kind == "maco":  # fvcli/param_maco.py (imported here: it builds on this module's to_rgb)
+        from .param_maco import make_maco
+
+        return make_maco(gens, h, w, spectrum, decorrelate, sigmoid, maco_alpha)
     if kind == "fourier":
         return FourierImage(gens, h, w, decay_power, init_std if init_std is not None else FOURIER_INIT_STD,
                             decorrelate, sigmoid)

@@ -25,7 +25,7 @@ from .models import ModelOptions, Preprocess, parse_layouts
 from .named_recipes import CONFIG_DIR, named_recipes  # noqa: F401  (CONFIG_DIR: for callers)
 from .preconditioners import KINDS as PRECONDITIONERS, SPATIAL as SPATIAL_PRECONDITIONERS, GradientSpec
 from .render import LoopSettings
-from .transforms import PRESETS, Crop, Jitter, Pad, Rotate, Scale, Step
+from .transforms import PRESETS, Blur, Copies, Crop, Jitter, Noise, Pad, Rotate, Scale, Step, Zoom
 
 
 # Documented bounds: large enough for any real use, small enough that a typo cannot exhaust the machine.
@@ -70,10 +70,12 @@ class RenderRecipe:
 
 @dataclass(frozen=True)
 class ParamRecipe:
-    kind: str = field(default="fourier", metadata=_bounds(choices=("fourier", "pixel")))
+    kind: str = field(default="fourier", metadata=_bounds(choices=("fourier", "pixel", "maco")))
     decorrelate: bool = True  # lucid's color decorrelation
     sigmoid: bool = True
     decay_power: float = field(default=1.0, metadata=_bounds(0.0, 4.0))  # spectrum scale 1/f**decay_power
+    spectrum: str | None = None  # maco: magnitude spectrum file from `fv spectrum` (None: fitted 1/f**alpha)
+    maco_alpha: bool = False  # maco: also write the transparency map KEY.alpha.png
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ class Recipe:
         r, p = self.render, self.param
         return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
                             decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
-                            transforms=self.transforms, channels_last=r.channels_last, precision=r.precision,
+                            transforms=self.transforms, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
+                            channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)))
 
     def to_dict(self) -> dict:
@@ -186,6 +189,9 @@ class Recipe:
                 d["model"].pop(key)
         if self.regularizers.bilateral == 0:  # recipes from before the key existed keep their hash
             d["regularizers"].pop("bilateral")
+        d["param"].pop("maco_alpha")  # an extra output, same pictures
+        if self.param.spectrum is None:  # keys added with MACO: recipes without it keep their hash
+            d["param"].pop("spectrum")
         for name, cls in (("variants", VariantsRecipe), ("interpolation", InterpolationRecipe),
                           ("gradient", GradientRecipe)):
             if getattr(self, name) == cls():  # at their defaults they add nothing: plain recipes keep their hash
@@ -213,10 +219,26 @@ def transforms_to_yaml(chain: tuple[Step, ...]) -> list[dict]:
             out.append({"rotate": list(s.degrees)})
         elif isinstance(s, Crop):
             out.append({"crop": True})
+        elif isinstance(s, Zoom):
+            out.append({"zoom": [s.lo, s.hi]})
+        elif isinstance(s, Noise):
+            out.append({"noise": s.std})
+        elif isinstance(s, Blur):
+            out.append({"blur": [s.lo, s.hi]})
+        elif isinstance(s, Copies):
+            out.append({"copies": s.n})
     return out
 
 
-_STEP_KINDS = ("pad", "jitter", "scale", "rotate", "crop")
+_STEP_KINDS = ("pad", "jitter", "scale", "rotate", "crop", "zoom", "noise", "blur", "copies")
+MAX_COPIES = 64
+
+
+def _range(v: Any, path: str, lo: float, hi: float) -> tuple[float, float]:
+    r = _num_list(v, path, lo, hi)
+    if len(r) != 2 or r[0] > r[1]:
+        raise FvError(f"recipe key {path}: expected [low, high] with low <= high, got {v!r}")
+    return r[0], r[1]
 
 
 def _num(v: Any, path: str, lo: float, hi: float, integer: bool = False) -> float:
@@ -272,6 +294,14 @@ def parse_transforms(v: Any, path: str = "transforms") -> tuple[Step, ...]:
             chain.append(Rotate(_num_list(arg, f"{p}.rotate", -360.0, 360.0)))
         elif kind == "crop":
             chain.append(Crop())
+        elif kind == "zoom":  # [low, high] zoom factors (> 1 crops in, < 1 shrinks)
+            chain.append(Zoom(*_range(arg, f"{p}.zoom", 0.05, 20.0)))
+        elif kind == "noise":  # std of Gaussian noise in [0, 1] image units
+            chain.append(Noise(float(_num(arg, f"{p}.noise", 0.0, 1.0))))
+        elif kind == "blur":  # [low, high] sigma in pixels
+            chain.append(Blur(*_range(arg, f"{p}.blur", 0.0, 32.0)))
+        elif kind == "copies":
+            chain.append(Copies(int(_num(arg, f"{p}.copies", 1, MAX_COPIES, True))))
         else:
             raise FvError(f"recipe key {p}: unknown transform {kind!r}{did_you_mean(str(kind), _STEP_KINDS)}; "
                           f"valid: {', '.join(_STEP_KINDS)}")
@@ -447,6 +477,10 @@ def read_yaml(path: Path) -> dict:
         v = model.get("name")
         if isinstance(v, str) and ".py:" in v and not os.path.isabs(os.path.expanduser(v)):  # path/to/net.py:build
             model["name"] = str((base / v).resolve())
+    par = raw.get("param")
+    if isinstance(par, dict) and isinstance(par.get("spectrum"), str) and par["spectrum"] and not os.path.isabs(
+            os.path.expanduser(par["spectrum"])):
+        par["spectrum"] = str((base / par["spectrum"]).resolve())
     ex = raw.get("examples")
     if isinstance(ex, dict) and isinstance(ex.get("images"), str) and ex["images"] and not os.path.isabs(
             os.path.expanduser(ex["images"])):

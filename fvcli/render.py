@@ -47,6 +47,7 @@ class Snapshot:
     step: int  # number of optimization steps taken
     images: torch.Tensor  # (B, 3, H, W) in [0, 1], float32, CPU
     scores: torch.Tensor  # (B,) objective on the untransformed images, CPU
+    alpha: torch.Tensor | None = None  # (B, 1, H, W) in [0, 1]: MACO's transparency map, when the param tracks it
 
 
 def derive_seed(*parts: object) -> int:
@@ -98,10 +99,17 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
 
     with Capture(model, objective.layers) as cap:
 
-        def scores_of(img: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
-            # The differentiable part of a step: one affine warp (theta: (B, 2, 3)), the truncated forward, scores.
-            x = schedule.warp(img, theta) if theta is not None else img
-            return objective(cap(net_input(x)), img)
+        def scores_of(img: torch.Tensor, drawn: tuple | None) -> torch.Tensor:
+            # The differentiable part of a step: the transforms (one affine warp, then blur / noise; K copies per
+            # image), the truncated forward, scores (the mean over the copies: (B,)).
+            if drawn is None:
+                return objective(cap(net_input(img)), img)
+            acts = cap(net_input(schedule.transform(img, drawn)))
+            b, k = img.shape[0], schedule.copies
+            if k == 1:
+                return objective(acts, img)
+            return torch.stack([objective({n: a[i * b:(i + 1) * b] for n, a in acts.items()}, img)
+                                for i in range(k)]).mean(0)
 
         step_scores = compile_step(scores_of, model.device, compile, compile_backend)
 
@@ -113,7 +121,8 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
             bad = sorted(set(_nonfinite_rows(img)) | set(_nonfinite_rows(scores[:, None])))
             if bad:
                 raise NumericalFault(bad, step, "image or objective")
-            return Snapshot(step, img.detach().float().cpu(), scores.cpu())
+            alpha = param.alpha_map() if hasattr(param, "alpha_map") else None
+            return Snapshot(step, img.detach().float().cpu(), scores.cpu(), alpha)
 
         def check(step: int, scores: torch.Tensor) -> None:
             bad = set(_nonfinite_rows(scores.detach()[:, None]))
@@ -131,7 +140,7 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
                 opt.zero_grad(set_to_none=True)
                 with autocast(model.device, precision):
                     img = param()  # (B, 3, H, W) in [0, 1]
-                    scores = step_scores(img, schedule.thetas[step] if schedule is not None else None)
+                    scores = step_scores(img, schedule.draws(step) if schedule is not None else None)
                 (-scores.float().sum()).backward()
                 if (step + 1) % FINITE_CHECK_EVERY == 0 or step == 0:
                     check(step + 1, scores)
@@ -163,6 +172,8 @@ class LoopSettings:
     sigmoid: bool = True
     decay_power: float = 1.0
     transforms: tuple[Step, ...] = ()
+    spectrum: str | None = None  # maco: the magnitude spectrum file (None: the fitted power law)
+    maco_alpha: bool = False  # maco: accumulate the transparency map
     channels_last: bool = True
     precision: str = "fp32"
     compile: bool = False
@@ -173,7 +184,8 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
                  on_step: Callable[[int], None] | None = None) -> Iterator[Snapshot]:
     """Render len(seeds) images jointly (image b seeded by seeds[b]) and yield snapshots."""
     h = w = s.size
-    param = make_param(s.param, unit_generators(seeds, "init"), h, w, s.decay_power, s.decorrelate, s.sigmoid)
+    param = make_param(s.param, unit_generators(seeds, "init"), h, w, s.decay_power, s.decorrelate, s.sigmoid,
+                       spectrum=s.spectrum, maco_alpha=s.maco_alpha)
     param = param.to(model.device)
     schedule = Schedule.build(s.transforms, s.steps, unit_generators(seeds, "transforms"), h, w, model.device)
     yield from optimize(model, objective, param, schedule, s.steps, s.lr, s.thresholds,

@@ -254,6 +254,8 @@ def write_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: BatchRes
         for s in res.snapshots[:-1]:
             save_png(out_dir / f"{unit.key}.step{s.step:05d}.png", s.images[b])
         save_png(out_dir / f"{unit.key}.png", final.images[b])
+        if final.alpha is not None:  # MACO's transparency map (param.maco_alpha)
+            save_png(out_dir / f"{unit.key}.alpha.png", final.alpha[b].expand(3, -1, -1))
         atomic_write_json(out_dir / f"{unit.key}.json", records[b])
         paths.append(out_dir / f"{unit.key}.png")
     return paths

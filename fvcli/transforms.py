@@ -9,6 +9,16 @@ composed into one 2x3 affine matrix per image and step, and applied to the whole
 Coordinates are pixels relative to the image center. Each step maps a point of its output to a point of its input:
 jitter by d: p -> p + d (d = offset - n/2, offset an integer in [0, n], lucid's random crop); scale by s: p -> p / s;
 rotate by a: p -> R(-a) p. The output has the param's size (the final crop removes the padding).
+
+Beyond the article's suite (stronger robustness, as Xplique's and Horama's feature visualizations use):
+- `Zoom(lo, hi)`: a random crop / zoom: the zoom factor z is drawn log-uniformly in [lo, hi] and the output shows a
+  window of 1/z of the image at a random position that keeps it inside (z > 1 crops in; z < 1 shrinks). Affine, so
+  it is fused into the same warp.
+- `Noise(std)`: Gaussian noise added to the warped image (the network's input), std in [0, 1] image units.
+- `Blur(lo, hi)`: a Gaussian blur of the warped image with sigma drawn uniformly in [lo, hi] pixels per image and step.
+- `Copies(n)`: n independently transformed copies of every image per step (an ensemble); the objective is the mean
+  over the copies, so the gradient averages over n transformations (n times the compute of a step).
+Noise and blur act after the warp, in chain order; all their random values come from the image's own generator.
 """
 from __future__ import annotations
 
@@ -46,7 +56,36 @@ class Crop:
     """Crop back to the param's size, removing the padding (always the last step)."""
 
 
-Step = Pad | Jitter | Scale | Rotate | Crop
+@dataclass(frozen=True)
+class Zoom:
+    """Random crop / zoom: factor log-uniform in [lo, hi] at a random position (see the module docstring)."""
+
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class Noise:
+    std: float
+
+
+@dataclass(frozen=True)
+class Blur:
+    """Gaussian blur, sigma uniform in [lo, hi] pixels (0: none)."""
+
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class Copies:
+    """Transformed copies of every image per step; the objective is their mean."""
+
+    n: int
+
+
+Step = Pad | Jitter | Scale | Rotate | Crop | Zoom | Noise | Blur | Copies
+AFFINE = (Jitter, Scale, Rotate, Zoom)
 
 # The article's footnote (Distill 2017): pad 16, jitter 16, scale, rotate -5..5 degrees, jitter 8, crop the padding.
 ARTICLE = (Pad(16), Jitter(16), Scale((1.0, 0.975, 1.025, 0.95, 1.05)), Rotate(tuple(float(a) for a in range(-5, 6))),
@@ -69,8 +108,9 @@ def _pick(values: Sequence[float], n: int, gen: torch.Generator) -> torch.Tensor
     return torch.tensor(values, dtype=torch.float64)[idx]
 
 
-def draw(chain: Sequence[Step], steps: int, gen: torch.Generator) -> torch.Tensor:
-    """All affine matrices for one image: (steps, 2, 3) float64, in centered pixel coordinates."""
+def draw(chain: Sequence[Step], steps: int, gen: torch.Generator, size: float = 224.0) -> torch.Tensor:
+    """All affine matrices for one image: (steps, 2, 3) float64, in centered pixel coordinates (`size`: the image
+    side in pixels, which bounds a zoom's window)."""
     a = torch.eye(3, dtype=torch.float64).expand(steps, 3, 3).clone()  # output -> input, composed left to right
     for step in chain:
         m = torch.eye(3, dtype=torch.float64).expand(steps, 3, 3).clone()
@@ -84,35 +124,103 @@ def draw(chain: Sequence[Step], steps: int, gen: torch.Generator) -> torch.Tenso
             ang = _pick(step.degrees, steps, gen) * (math.pi / 180)
             c, s = torch.cos(ang), torch.sin(ang)
             m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, s, -s, c  # R(-a)
+        elif isinstance(step, Zoom):
+            u = torch.rand((steps, 3), generator=gen, dtype=torch.float64)
+            z = torch.exp(math.log(step.lo) + u[:, 0] * (math.log(step.hi) - math.log(step.lo)))
+            room = (1 - 1 / z).abs() * (size / 2)  # how far the window's center can move and stay inside
+            m[:, 0, 0], m[:, 1, 1] = 1 / z, 1 / z
+            m[:, 0, 2], m[:, 1, 2] = (2 * u[:, 1] - 1) * room, (2 * u[:, 2] - 1) * room
         else:
-            continue  # Pad and Crop move no coordinates
+            continue  # Pad, Crop, Noise, Blur and Copies move no coordinates
         a = a @ m
     return a[:, :2, :]
 
 
+def copies(chain: Sequence[Step]) -> int:
+    return max([s.n for s in chain if isinstance(s, Copies)] or [1])
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) blurred with a separable Gaussian of its own sigma per image (N,) (sigma 0: unchanged)."""
+    n, c, h, w = x.shape
+    r = max(1, int(math.ceil(3 * float(sigma.max()))))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t[None, :] / sigma.to(x.dtype).clamp_min(1e-3)[:, None]) ** 2)  # (N, 2r+1)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, 2r+1)
+    y = x.reshape(1, n * c, h, w)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k[:, None, None, :], groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k[:, None, :, None], groups=n * c)
+    return y.reshape(n, c, h, w)
+
+
 @dataclass
 class Schedule:
-    """Per-image affine matrices for a whole render, normalised for `affine_grid`: (steps, B, 2, 3)."""
+    """Per-image random transforms for a whole render.
+
+    thetas: affine matrices normalised for `affine_grid`, (steps, K*B, 2, 3), copy-major (row k*B + b is copy k of
+    image b); sigmas: blur sigmas (steps, K*B) or None; noise: (std, per-row seeds (K*B,)) or None. A row's values
+    come only from its image's generator, so they do not depend on the batch."""
 
     thetas: torch.Tensor
     fill: float
+    copies: int = 1
+    sigmas: torch.Tensor | None = None
+    noise_std: float = 0.0
+    noise_seeds: tuple[int, ...] = ()
+    post: tuple[Step, ...] = ()  # Noise / Blur steps in chain order
+    hw: tuple[int, int] = (0, 0)  # the image size (for the noise)
 
     @staticmethod
     def build(chain: Sequence[Step], steps: int, gens: Sequence[torch.Generator], h: int, w: int,
               device: torch.device) -> Schedule | None:
-        if not any(isinstance(s, (Jitter, Scale, Rotate)) for s in chain):
+        if not any(isinstance(s, AFFINE + (Noise, Blur)) for s in chain):
             return None
-        mats = torch.stack([draw(chain, steps, g) for g in gens], dim=1)  # (steps, B, 2, 3) pixels
+        k, b = copies(chain), len(gens)
+        per_image, sig, seeds = [], [], []
+        for g in gens:  # every random value of image b from gens[b]: affine first (the article's order), then ...
+            per_image.append(draw(chain, steps * k, g, min(h, w)).view(steps, k, 2, 3))
+            blur = next((s for s in chain if isinstance(s, Blur)), None)
+            if blur is not None:  # ... blur sigmas, then the noise seeds
+                sig.append(blur.lo + torch.rand((steps, k), generator=g, dtype=torch.float64) * (blur.hi - blur.lo))
+            if any(isinstance(s, Noise) for s in chain):
+                seeds.append(torch.randint(2**62, (k,), generator=g).tolist())
+        mats = torch.stack(per_image, dim=2).reshape(steps, k * b, 2, 3)  # (steps, K, B) -> copy-major rows
         d = torch.tensor([w / 2, h / 2], dtype=torch.float64)
         theta = mats.clone()
         theta[..., :2] = mats[..., :2] * d[None, :] / d[:, None]  # D^-1 M D
         theta[..., 2] = mats[..., 2] / d
-        return Schedule(theta.float().to(device), pad_value(chain))
+        sigmas = torch.stack(sig, dim=2).reshape(steps, k * b).float() if sig else None
+        noise = next((s for s in chain if isinstance(s, Noise)), None)
+        row_seeds = tuple(seeds[bb][kk] for kk in range(k) for bb in range(b)) if seeds else ()
+        post = tuple(s for s in chain if isinstance(s, (Noise, Blur)))
+        return Schedule(theta.float().to(device), pad_value(chain), k, sigmas, noise.std if noise else 0.0,
+                        row_seeds, post, (h, w))
 
-    def apply(self, image: torch.Tensor, step: int) -> torch.Tensor:  # (B, 3, H, W) -> same
-        return self.warp(image, self.thetas[step])
+    def draws(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """What step `step` needs: (theta (K*B, 2, 3), blur sigmas (K*B,) or None, noise (K*B, 3, H, W) or None)."""
+        sig = self.sigmas[step] if self.sigmas is not None else None
+        noise = None
+        if self.noise_std > 0:
+            h, w = self.hw
+            noise = torch.stack([torch.randn((3, h, w), generator=torch.Generator().manual_seed(
+                (s + step * 0x9E3779B97F4A7C15) % 2**63)) for s in self.noise_seeds]) * self.noise_std
+            noise = noise.to(self.thetas.device)
+        return self.thetas[step], sig, noise
 
-    def warp(self, image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W), (B, 2, 3) -> image
+    def apply(self, image: torch.Tensor, step: int) -> torch.Tensor:  # (B, 3, H, W) -> (K*B, 3, H, W)
+        return self.transform(image, self.draws(step))
+
+    def transform(self, image: torch.Tensor, drawn: tuple) -> torch.Tensor:  # (B, 3, H, W) -> (K*B, 3, H, W)
+        theta, sig, noise = drawn
+        x = self.warp(image.repeat(self.copies, 1, 1, 1) if self.copies > 1 else image, theta)
+        for s in self.post:
+            if isinstance(s, Blur) and sig is not None:
+                x = gaussian_blur(x, sig)
+            elif isinstance(s, Noise) and noise is not None:
+                x = x + noise.to(x.dtype)
+        return x
+
+    def warp(self, image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W), (N, 2, 3) -> image
         theta = theta.to(image.dtype)
         grid = F.affine_grid(theta, list(image.shape), align_corners=False)
         return F.grid_sample(image - self.fill, grid, mode="bilinear", padding_mode="zeros",

@@ -156,7 +156,7 @@ def test_recipe_validate(cli, tmp_path):
     r = cli("recipe", "validate", bad, good)
     assert r.exit_code == 2
     assert r.stdout.startswith(f"ok {good} (hash ")
-    assert r.stderr.strip() == f"fv: error: {bad}: recipe key param.kind: 'fft' is not one of fourier, pixel"
+    assert r.stderr.strip() == f"fv: error: {bad}: recipe key param.kind: 'fft' is not one of fourier, pixel, maco"
 
 
 def test_units_from_the_recipe_file(cli, tmp_path):
