@@ -7,8 +7,7 @@ The Python API (fvcli/api.py), which the `fv` command is built on:
     res.images, res.records, res.pil()
 
 `fvcli.load_model`, `fvcli.render`, `fvcli.make_recipe` and the result types are imported on first use, so
-`import fvcli` itself stays cheap (it does not import torch). (`fvcli.render` is also the name of the optimization
-loop's module; once that is imported, calling it still calls the API function: see the end of fvcli/render.py.)
+`import fvcli` itself stays cheap (it does not import torch). The optimization loop itself is `fvcli.loop`.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .models import LoadedModel
-from .render import LoopSettings, render_batch
+from .loop import LoopSettings, render_batch
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from .panels import check_weight, main_layer_before
 from .param import SharedImage
 from .preconditioners import make_preconditioner
 from .recipe import Recipe
-from .render import Snapshot, derive_seed, optimize
+from .loop import Snapshot, derive_seed, optimize
 from .transforms import Schedule
 from .units import Unit
 

@@ -36,7 +36,7 @@ from .models import Capture, LoadedModel
 from .objectives import Diversity, Objective, PerImage, gram_cosines, regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8
 from .recipe import Recipe
-from .render import NumericalFault, derive_seed, render_batch
+from .loop import NumericalFault, derive_seed, render_batch
 from .runner import MAX_RETRIES, BatchResult, rendered_items, resolve_batch_size, unit_record, unit_seed
 from .units import Unit
 

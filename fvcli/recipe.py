@@ -24,7 +24,7 @@ from .errors import FvError, did_you_mean
 from .models import ModelOptions, Preprocess, parse_layouts
 from .named_recipes import CONFIG_DIR, named_recipes  # noqa: F401  (CONFIG_DIR: for callers)
 from .preconditioners import KINDS as PRECONDITIONERS, SPATIAL as SPATIAL_PRECONDITIONERS, GradientSpec
-from .render import LoopSettings
+from .loop import LoopSettings
 from .transforms import PRESETS, Blur, Copies, Crop, Jitter, Noise, Pad, Rotate, Scale, Step, Zoom
 
 

@@ -18,7 +18,7 @@ from .objectives import Objective, PerImage, regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
 from .recipe import Recipe
 from .errors import FvRuntimeError
-from .render import NumericalFault, Snapshot, derive_seed, render_batch
+from .loop import NumericalFault, Snapshot, derive_seed, render_batch
 from .units import Unit
 
 log = logging.getLogger(__name__)

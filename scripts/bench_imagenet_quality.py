@@ -172,7 +172,7 @@ def render_lucent(out: Path, classes: list[int], args) -> None:
     from fvcli.outputs import save_png
     from fvcli.recipe import load_recipe
     from fvcli.models import load_model
-    from fvcli.render import derive_seed
+    from fvcli.loop import derive_seed
 
     class ZeroOneToPlusMinusOne(nn.Module):
         """The MobileNetV2's input convention: it expects [-1, 1]; lucent images are in [0, 1]."""

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-REDIRECT_STEPS = 16  # fv: lucid's redirected-ReLU phase (fvcli.render.REDIRECT_STEPS); slower steps
+REDIRECT_STEPS = 16  # fv: lucid's redirected-ReLU phase (fvcli.loop.REDIRECT_STEPS); slower steps
 FULL_STEPS = 512  # the default recipe's step count, for the "seconds per unit at 512 steps" line
 
 
@@ -134,7 +134,7 @@ def worker_fv(args) -> dict:
     from fvcli.models import ModelOptions, load_model
     from fvcli.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
-    from fvcli.render import render_batch
+    from fvcli.loop import render_batch
 
     from fvcli.models import resolve_device
 
@@ -230,7 +230,7 @@ def profile(args) -> None:
     from fvcli.models import load_model, resolve_device
     from fvcli.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
-    from fvcli.render import render_batch
+    from fvcli.loop import render_batch
 
     model = load_model(model_options(args), resolve_device(args.device))
     bs = min(args.batch_size, args.units)
@@ -375,7 +375,7 @@ def sweep_estimate(args) -> dict:
     from fvcli.models import ModelOptions, load_model
     from fvcli.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
-    from fvcli.render import render_batch
+    from fvcli.loop import render_batch
 
     model = load_model(ModelOptions("inceptionv1", args.weights), "cpu")
     settings = replace(Recipe().loop_settings(), size=args.size, thresholds=())

@@ -33,7 +33,7 @@ from dataclasses import replace  # noqa: E402
 
 from fvcli.models import ModelOptions, load_model  # noqa: E402
 from fvcli.objectives import Channel, PerImage  # noqa: E402
-from fvcli.render import LoopSettings, render_batch  # noqa: E402
+from fvcli.loop import LoopSettings, render_batch  # noqa: E402
 from fvcli.transforms import ARTICLE  # noqa: E402
 
 TOLERANCE = 0.05

@@ -8,7 +8,7 @@ import torch
 
 from fvcli.errors import FvError
 from fvcli.models import configure_backends, resolve_device
-from fvcli.render import autocast
+from fvcli.loop import autocast
 
 
 def test_autocast_is_a_no_op_for_fp32_and_cpu_fp16_and_reduced_precision_otherwise():

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fvcli import render as render_mod
+from fvcli import loop as loop_mod
 from fvcli.models import ModelOptions, load_model
 from fvcli.models.layers import StemConv2d, install_stem_conv, space_to_depth_weight
 from fvcli.objectives import Channel, PerImage
-from fvcli.render import LoopSettings, compile_step, render_batch
+from fvcli.loop import LoopSettings, compile_step, render_batch
 from fvcli.transforms import ARTICLE
 
 from conftest import tiny_recipe
@@ -112,7 +112,7 @@ def test_compile_wraps_the_step_and_warns_on_cpu(monkeypatch, caplog, iv1):
         return fn
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    with caplog.at_level(logging.WARNING, logger="fvcli.render"):
+    with caplog.at_level(logging.WARNING, logger="fvcli.loop"):
         snap = _render(iv1, compile=True)
     assert calls == [{"backend": "inductor", "dynamic": False}]
     assert "slower than eager on the CPU" in caplog.text
@@ -124,7 +124,7 @@ def test_compiled_step_traces_the_whole_loop_and_gives_the_same_images(monkeypat
     truncation, the redirected-ReLU switch (steps 1-16 vs 17+) and per-image objectives."""
     torch._dynamo.reset()
     real = compile_step
-    monkeypatch.setattr(render_mod, "compile_step", lambda fn, dev, on, backend="inductor": real(fn, dev, on, "eager"))
+    monkeypatch.setattr(loop_mod, "compile_step", lambda fn, dev, on, backend="inductor": real(fn, dev, on, "eager"))
     eager = _render(iv1, steps=18)
     compiled = _render(iv1, steps=18, compile=True)
     torch.testing.assert_close(compiled.images, eager.images, rtol=1e-4, atol=1e-4)

@@ -15,7 +15,7 @@ from fvcli.models import Capture, ModelOptions, load_model
 from fvcli.models.inceptionv1 import InceptionV1
 from fvcli.models.layers import LocalResponseNorm, RedirectedReLU
 from fvcli.objectives import Objective
-from fvcli.render import REDIRECT_STEPS, LoopSettings, render_batch
+from fvcli.loop import REDIRECT_STEPS, LoopSettings, render_batch
 from fvcli.weights import file_sha256
 
 # ../shared/facts/inceptionv1.md, "Channel counts" (shapes at a 224x224 input).

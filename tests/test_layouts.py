@@ -28,7 +28,7 @@ from fvcli.models import (
 )
 from fvcli.objectives import Channel, LayerDream, Neuron, random_direction
 from fvcli.recipe import load_recipe
-from fvcli.render import LoopSettings, render_batch
+from fvcli.loop import LoopSettings, render_batch
 from fvcli.sweep import finalize, run_sweep, select_units
 from fvcli.units import parse_units
 

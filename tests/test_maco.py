@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import MOBILENET_DIR, tiny_recipe
 from fvcli.param_maco import MacoImage
-from fvcli.render import unit_generators
+from fvcli.loop import unit_generators
 from fvcli.runner import run_batch
 from fvcli.spectrum import (DEFAULT_ALPHA, compute_spectrum, fit_power_law, image_files, load_spectrum,
                             power_law_spectrum)

@@ -11,7 +11,7 @@ from fvcli.metrics import high_frequency_energy
 from fvcli.models import Capture
 from fvcli.objectives import (L1, BlurEachStep, Channel, ClassLogit, ClassProb, LayerDream, Neuron, PerImage, Sum,
                               TotalVariation, random_direction, regularizers)
-from fvcli.render import LoopSettings, render_batch
+from fvcli.loop import LoopSettings, render_batch
 from fvcli.runner import run_batch
 from fvcli.units import Unit, parse_units
 

@@ -12,7 +12,7 @@ from conftest import tiny_recipe
 from fvcli.metrics import HF_CUTOFF, high_frequency_energy
 from fvcli.outputs import read_png, to_uint8
 from fvcli.recipe import load_recipe
-from fvcli.render import derive_seed, unit_generators
+from fvcli.loop import derive_seed, unit_generators
 from fvcli.runner import plan_batches, render_units, run_batch, unit_seed
 from fvcli.transforms import Schedule
 from fvcli.units import Unit, parse_units

@@ -15,7 +15,7 @@ from fvcli.errors import FvError
 from fvcli.metrics import high_frequency_energy
 from fvcli.objectives import Objective
 from fvcli.recipe import parse_transforms, transforms_to_yaml
-from fvcli.render import optimize, unit_generators
+from fvcli.loop import optimize, unit_generators
 from fvcli.param import make_param
 from fvcli.transforms import ARTICLE, Blur, Copies, Crop, Noise, Pad, Rotate, Schedule, Zoom, draw, gaussian_blur
 

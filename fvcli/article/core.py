@@ -31,7 +31,7 @@ from ..objectives import Objective, PerImage
 from ..outputs import atomic_write_bytes, atomic_write_json, png_bytes, to_uint8
 from ..preconditioners import GradientSpec
 from ..recipe import Recipe
-from ..render import LoopSettings, Snapshot, derive_seed, render_batch
+from ..loop import LoopSettings, Snapshot, derive_seed, render_batch
 from ..transforms import ARTICLE, Jitter, Pad, Step
 from ..units import Unit
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from ..errors import FvError
 from ..models import LoadedModel, expected_weights_path, get_spec
 from ..recipe import Recipe, load_recipe
-from ..render import derive_seed
+from ..loop import derive_seed
 from ..units import Unit, parse_units
 from .core import Network
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -191,17 +190,3 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
     yield from optimize(model, objective, param, schedule, s.steps, s.lr, s.thresholds,
                         channels_last=s.channels_last, precision=s.precision, on_step=on_step, compile=s.compile,
                         precondition=make_preconditioner(s.gradient))
-
-
-class _CallableModule(type(sys.modules[__name__])):
-    """`fvcli.render(...)` is the public API function `api.render`, but Python's import system also binds the name
-    to this module (the optimization loop) once it is imported. Calling the module calls the API function, so
-    `fvcli.render(net, "layer4.1:7")` works whether or not the loop module was imported before."""
-
-    def __call__(self, *args, **kwargs):
-        from .api import render
-
-        return render(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
