@@ -139,6 +139,16 @@ def _progress(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="step", disable=quiet or None, leave=False, file=sys.stderr)
 
 
+def _model_of_units(units: list[str], model: Optional[str]) -> Optional[str]:
+    """A leading registered model name in the units (`demo:logit:3`) selects the model unless --model does."""
+    from .units import split_model_prefix
+
+    prefixes = {split_model_prefix(u)[0] for u in units} - {None}
+    if len(prefixes) > 1:
+        raise FvError(f"units name different models: {', '.join(sorted(prefixes))}; run them separately")
+    return prefixes.pop() if prefixes and model is None else model
+
+
 @app.command()
 @handle_errors
 def render(
@@ -158,14 +168,9 @@ def render(
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
     _setup(verbose, quiet)
     from .api import render as render_api
-    from .units import split_model_prefix
 
     items = list(units or [])
-    prefixes = {split_model_prefix(u)[0] for u in items} - {None}
-    if len(prefixes) > 1:
-        raise FvError(f"units name different models: {', '.join(sorted(prefixes))}; render them separately")
-    if prefixes and model is None:
-        model = prefixes.pop()
+    model = _model_of_units(items, model)
     if negative and both:
         raise FvError("--negative and --both exclude each other: --both renders the negative and the positive")
     sign = "both" if both else "negative" if negative else None
@@ -203,6 +208,7 @@ def interpolate(
     from .interpolate import interpolate as run_interpolation, write_interpolation
     from .models import load_model
 
+    model = _model_of_units([u for u in (unit_a, unit_b) if u is not None], model)
     rec = build_recipe(recipe, set_, model, weights, steps, size, seed, None, device, {
         "interpolation.frames": frames, "interpolation.align_layer": align_layer,
         "interpolation.align_weight": align_weight, "interpolation.align_decay": align_decay})
@@ -480,14 +486,9 @@ def examples_cmd(
     from .examples import ExampleSettings, list_images, parse_example_units, run_examples, write_examples
     from .models import load_model
     from .recipe import load_recipe
-    from .units import split_model_prefix
 
     items = list(units or [])
-    prefixes = {split_model_prefix(u)[0] for u in items} - {None}
-    if len(prefixes) > 1:
-        raise FvError(f"units name different models: {', '.join(sorted(prefixes))}; run them separately")
-    if prefixes and model is None:
-        model = prefixes.pop()
+    model = _model_of_units(items, model)
     rec = load_recipe(recipe, set_ or [], {
         "model.name": model, "model.weights": weights, "render.device": device, "examples.top_k": top_k,
         "examples.limit": limit, "examples.sample": sample, "examples.seed": seed, "examples.batch_size": batch_size,

@@ -125,3 +125,14 @@ def test_cli_interpolate(mobilenet, tmp_path):
     assert len(list(tmp_path.glob("*-frame0?.png"))) == 3 and strip.with_suffix(".json").is_file()
     bad = CliRunner().invoke(app, ["interpolate", "-r", "mobilenet_v2", "features.14:7", "features.14:1-3", "-q"])
     assert bad.exit_code == 2 and "interpolation needs one unit at each end" in bad.output
+
+
+def test_cli_interpolate_takes_the_model_from_the_units_prefix(cli, tmp_path):
+    # `demo:logit:0` selects the demo model, as it does for fv render (no InceptionV1 weights needed)
+    r = cli("interpolate", "demo:logit:0", "demo:logit:1", "--frames", "2", "--steps", "2", "--size", "32",
+            "-o", tmp_path, "-q")
+    assert r.exit_code == 0, r.output
+    (rec,) = tmp_path.glob("*.json")
+    assert json.loads(rec.read_text())["model"] == "demo"
+    mixed = cli("interpolate", "demo:logit:0", "inceptionv1:mixed4a:1", "-q")
+    assert mixed.exit_code == 2 and "different models" in mixed.output
