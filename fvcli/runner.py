@@ -17,7 +17,7 @@ from .models import LoadedModel
 from .objectives import Objective, PerImage, regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
 from .recipe import Recipe
-from .errors import FvRuntimeError
+from .errors import FvError, FvRuntimeError
 from .loop import NumericalFault, Snapshot, derive_seed, render_batch
 from .units import Unit
 
@@ -49,7 +49,8 @@ def auto_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
 
         try:
             return max(1, min(n_units, measured_batch_size(model, recipe.loop_settings())))
-        except FvRuntimeError as exc:  # e.g. a numerical fault in the probe: fall back, never stop the run
+        except (FvError, RuntimeError) as exc:  # a numerical fault, or a probe layer the size cannot reach (the
+            # deepest main layer at a tiny --size): fall back, never stop the run
             log.warning("batch size probe failed (%s); using %d", exc, CPU_BATCH)
             return max(1, min(n_units, CPU_BATCH))
     return max(1, min(n_units, _cuda_batch_probe(model, recipe)))

@@ -167,7 +167,10 @@ def test_a_signal_stops_a_sweep_cleanly_and_the_next_run_resumes(tmp_path, sig, 
     out = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "fvcli.cli", "sweep", "mixed3a:0-11", "-w", "random:0", "--steps", "40", "--size",
            "32", "-b", "2", "-o", str(out), "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # SIGINT's default disposition in the child: a shell's background job (`make test &`) starts with SIGINT
+    # ignored, which a child would inherit (Python then installs no KeyboardInterrupt handler).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not _records(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
