@@ -45,10 +45,10 @@ def probe_layer(model: LoadedModel) -> str:
     return model.main_layers[-1] if model.main_layers else model.logits_layer
 
 
-def cache_key(model: LoadedModel, settings: LoopSettings) -> str:
+def cache_key(model: LoadedModel, settings: LoopSettings, candidates: tuple[int, ...] = CANDIDATES) -> str:
     return "|".join(str(p) for p in (model.name, model.num_classes, probe_layer(model), settings.size,
                                      model.device.type, settings.precision, torch.get_num_threads(),
-                                     torch.__version__))
+                                     torch.__version__, max(candidates)))
 
 
 def pick(throughput: dict[int, float], tie: float = TIE) -> int:
@@ -77,6 +77,9 @@ def measure(model: LoadedModel, settings: LoopSettings, candidates: tuple[int, .
             pass
         step_seconds = min(t1 - t0 for t0, t1 in zip(marks[1:], marks[2:]))  # marks[0..1] is the warm-up step
         out[b] = b / max(step_seconds, 1e-9)
+        best_smaller = max((v for c, v in out.items() if c != b), default=None)
+        if best_smaller is not None and out[b] < (1 + TIE) * best_smaller:
+            break  # a larger batch stopped paying: larger ones would only cost probe time (minutes on a ViT-B)
     return out
 
 
@@ -92,7 +95,7 @@ def measured_batch_size(model: LoadedModel, settings: LoopSettings, candidates: 
     """The cached choice for this model and settings, or a fresh measurement (then cached)."""
     from .outputs import atomic_write_json
 
-    path, key = cache_file(), cache_key(model, settings)
+    path, key = cache_file(), cache_key(model, settings, candidates)
     entry = _read_cache(path).get(key)
     if isinstance(entry, dict) and entry.get("batch_size") in candidates:
         return int(entry["batch_size"])

@@ -45,10 +45,11 @@ def auto_batch_size(model: LoadedModel, recipe: Recipe, n_units: int) -> int:
     if n_units <= 1:
         return 1
     if model.device.type != "cuda":
-        from .autobatch import measured_batch_size
+        from .autobatch import CANDIDATES, measured_batch_size
 
+        candidates = tuple(c for c in CANDIDATES if c <= n_units) or (1,)  # never probe beyond what will run
         try:
-            return max(1, min(n_units, measured_batch_size(model, recipe.loop_settings())))
+            return max(1, min(n_units, measured_batch_size(model, recipe.loop_settings(), candidates)))
         except (FvError, RuntimeError) as exc:  # a numerical fault, or a probe layer the size cannot reach (the
             # deepest main layer at a tiny --size): fall back, never stop the run
             log.warning("batch size probe failed (%s); using %d", exc, CPU_BATCH)
