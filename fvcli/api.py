@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,7 +221,7 @@ def _render_parsed(m: LoadedModel, rec: Recipe, parsed: list, out: Path | None, 
     v = rec.variants
     variants = v.diversity > 1 or v.sign != "positive"
     if variants:
-        from .panels import n_variant_batches, render_variants
+        from .variants import n_variant_batches, render_variants
 
         neg, both = v.sign == "negative", v.sign == "both"
         bs = resolve_batch_size(m, rec, len(parsed) * v.diversity * (2 if both else 1))

@@ -26,7 +26,7 @@ from .errors import FvError
 from .models import Capture, LoadedModel
 from .objectives import Alignment, Interpolate, Objective, regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
-from .panels import check_weight, main_layer_before
+from .variants import check_weight, main_layer_before
 from .param import SharedImage
 from .preconditioners import make_preconditioner
 from .recipe import Recipe

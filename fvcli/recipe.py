@@ -25,11 +25,12 @@ from .models import ModelOptions, Preprocess, parse_layouts
 from .named_recipes import CONFIG_DIR, named_recipes  # noqa: F401  (CONFIG_DIR: for callers)
 from .preconditioners import KINDS as PRECONDITIONERS, SPATIAL as SPATIAL_PRECONDITIONERS, GradientSpec
 from .loop import LoopSettings
-from .transforms import PRESETS, Blur, Copies, Crop, Jitter, Noise, Pad, Rotate, Scale, Step, Zoom
+from .recipe_transforms import parse_transforms, transforms_to_yaml
+from .recipe_values import MAX_SIZE, num, num_list
+from .transforms import PRESETS, Step, at_size
 
 
 # Documented bounds: large enough for any real use, small enough that a typo cannot exhaust the machine.
-MAX_SIZE = 2048
 MAX_STEPS = 100_000
 MAX_BATCH = 1024
 
@@ -66,6 +67,9 @@ class RenderRecipe:
     channels_last: bool = True
     precision: str = field(default="fp32", metadata=_bounds(choices=("fp32", "bf16", "fp16")))  # bf16: CUDA+CPU; fp16: CUDA
     compile: bool = False  # torch.compile the step (for CUDA; slower on the CPU); not hashed: same pictures
+    # the render size the transforms' pixel amounts (pad, jitter, blur) are written for: at another size they are
+    # scaled by size / transforms_at_size, the same relative strength (None: used as written, the article's way)
+    transforms_at_size: int | None = field(default=None, metadata=_bounds(8, MAX_SIZE))
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class Recipe:
         r, p = self.render, self.param
         return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
                             decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
-                            transforms=self.transforms, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
+                            transforms=at_size(self.transforms, r.size, r.transforms_at_size), spectrum=p.spectrum, maco_alpha=p.maco_alpha,
                             channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)))
 
@@ -182,6 +186,8 @@ class Recipe:
         d["render"].pop("batch_size")
         d["render"].pop("device")
         d["render"].pop("compile")  # same pictures up to float rounding, like the device
+        if self.render.transforms_at_size is None:  # added later: recipes without it keep their hash
+            d["render"].pop("transforms_at_size")
         d.pop("units")
         d.pop("examples")
         for key in _NEWER_MODEL_KEYS:  # unset, they add nothing: recipes written before them keep their hash
@@ -200,112 +206,6 @@ class Recipe:
 
 
 _NEWER_MODEL_KEYS = ("kwargs", "weights_key", "native_size", "layouts")
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# transforms <-> YAML
-
-
-def transforms_to_yaml(chain: tuple[Step, ...]) -> list[dict]:
-    out: list[dict] = []
-    for s in chain:
-        if isinstance(s, Pad):
-            out.append({"pad": s.pixels} if s.value == 0.5 else {"pad": {"pixels": s.pixels, "value": s.value}})
-        elif isinstance(s, Jitter):
-            out.append({"jitter": s.pixels})
-        elif isinstance(s, Scale):
-            out.append({"scale": list(s.factors)})
-        elif isinstance(s, Rotate):
-            out.append({"rotate": list(s.degrees)})
-        elif isinstance(s, Crop):
-            out.append({"crop": True})
-        elif isinstance(s, Zoom):
-            out.append({"zoom": [s.lo, s.hi]})
-        elif isinstance(s, Noise):
-            out.append({"noise": s.std})
-        elif isinstance(s, Blur):
-            out.append({"blur": [s.lo, s.hi]})
-        elif isinstance(s, Copies):
-            out.append({"copies": s.n})
-    return out
-
-
-_STEP_KINDS = ("pad", "jitter", "scale", "rotate", "crop", "zoom", "noise", "blur", "copies")
-MAX_COPIES = 64
-
-
-def _range(v: Any, path: str, lo: float, hi: float) -> tuple[float, float]:
-    r = _num_list(v, path, lo, hi)
-    if len(r) != 2 or r[0] > r[1]:
-        raise FvError(f"recipe key {path}: expected [low, high] with low <= high, got {v!r}")
-    return r[0], r[1]
-
-
-def _num(v: Any, path: str, lo: float, hi: float, integer: bool = False) -> float:
-    if isinstance(v, str) and not integer:  # YAML 1.1 reads exponents without a dot (1e-4) as strings
-        try:
-            v = float(v)
-        except ValueError:
-            pass
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or (isinstance(v, float) and not math.isfinite(v)):
-        raise FvError(f"recipe key {path}: expected {'an integer' if integer else 'a number'}, got {v!r}")
-    if not lo <= v <= hi:
-        raise FvError(f"recipe key {path}: {v!r} out of range [{lo:g}, {hi:g}]")
-    return v
-
-
-def _num_list(v: Any, path: str, lo: float, hi: float) -> tuple[float, ...]:
-    if not isinstance(v, list) or not v or len(v) > 1000:
-        raise FvError(f"recipe key {path}: expected a non-empty list of numbers, got {v!r}")
-    return tuple(float(_num(x, f"{path}[{i}]", lo, hi)) for i, x in enumerate(v))
-
-
-def parse_transforms(v: Any, path: str = "transforms") -> tuple[Step, ...]:
-    if isinstance(v, str):
-        if v not in PRESETS:
-            raise FvError(f"recipe key {path}: unknown preset {v!r}{did_you_mean(v, PRESETS)}; "
-                          f"valid: {', '.join(PRESETS)} or a list of steps ({', '.join(_STEP_KINDS)})")
-        return PRESETS[v]
-    if v is None:
-        return ()
-    if not isinstance(v, list):
-        raise FvError(f"recipe key {path}: expected a preset name ({', '.join(PRESETS)}) or a list of steps")
-    chain: list[Step] = []
-    for i, item in enumerate(v):
-        p = f"{path}[{i}]"
-        if not isinstance(item, dict) or len(item) != 1:
-            raise FvError(f"recipe key {p}: each step is a one-key mapping, one of: {', '.join(_STEP_KINDS)}")
-        ((kind, arg),) = item.items()
-        if kind == "pad":
-            if isinstance(arg, dict):
-                extra = set(arg) - {"pixels", "value"}
-                if extra:
-                    raise FvError(f"recipe key {p}.pad: unknown keys {sorted(extra)}; valid: pixels, value")
-                chain.append(Pad(int(_num(arg.get("pixels", 0), f"{p}.pad.pixels", 0, MAX_SIZE, True)),
-                                 float(_num(arg.get("value", 0.5), f"{p}.pad.value", 0, 1))))
-            else:
-                chain.append(Pad(int(_num(arg, f"{p}.pad", 0, MAX_SIZE, True))))
-        elif kind == "jitter":
-            chain.append(Jitter(int(_num(arg, f"{p}.jitter", 0, MAX_SIZE, True))))
-        elif kind == "scale":
-            chain.append(Scale(_num_list(arg, f"{p}.scale", 0.05, 20.0)))
-        elif kind == "rotate":
-            chain.append(Rotate(_num_list(arg, f"{p}.rotate", -360.0, 360.0)))
-        elif kind == "crop":
-            chain.append(Crop())
-        elif kind == "zoom":  # [low, high] zoom factors (> 1 crops in, < 1 shrinks)
-            chain.append(Zoom(*_range(arg, f"{p}.zoom", 0.05, 20.0)))
-        elif kind == "noise":  # std of Gaussian noise in [0, 1] image units
-            chain.append(Noise(float(_num(arg, f"{p}.noise", 0.0, 1.0))))
-        elif kind == "blur":  # [low, high] sigma in pixels
-            chain.append(Blur(*_range(arg, f"{p}.blur", 0.0, 32.0)))
-        elif kind == "copies":
-            chain.append(Copies(int(_num(arg, f"{p}.copies", 1, MAX_COPIES, True))))
-        else:
-            raise FvError(f"recipe key {p}: unknown transform {kind!r}{did_you_mean(str(kind), _STEP_KINDS)}; "
-                          f"valid: {', '.join(_STEP_KINDS)}")
-    return tuple(chain)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -334,7 +234,7 @@ def _check_value(v: Any, tp: Any, path: str, meta: dict) -> Any:
     if tp is int or tp is float:
         lo = meta.get("lo") if meta.get("lo") is not None else -math.inf
         hi = meta.get("hi") if meta.get("hi") is not None else math.inf
-        x = _num(v, path, lo, hi, integer=tp is int)
+        x = num(v, path, lo, hi, integer=tp is int)
         return float(x) if tp is float else int(x)
     if tp is str:
         if not isinstance(v, str) or len(v) > 4096 or "\x00" in v:
@@ -381,13 +281,13 @@ def _check_preprocess(p: dict | None) -> None:
         vr = p["value_range"]
         if not (isinstance(vr, list) and len(vr) == 2):
             raise FvError("recipe key model.preprocess.value_range: expected [low, high]")
-        _num_list(vr, "model.preprocess.value_range", -1e6, 1e6)
+        num_list(vr, "model.preprocess.value_range", -1e6, 1e6)
         return
     if set(p) == {"mean", "std"}:
         for k in ("mean", "std"):
             if not (isinstance(p[k], list) and len(p[k]) == 3):
                 raise FvError(f"recipe key model.preprocess.{k}: expected three numbers [r, g, b]")
-            _num_list(p[k], f"model.preprocess.{k}", -1e6, 1e6)
+            num_list(p[k], f"model.preprocess.{k}", -1e6, 1e6)
         if any(s == 0 for s in p["std"]):
             raise FvError("recipe key model.preprocess.std: must not contain 0")
         return

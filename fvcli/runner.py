@@ -166,7 +166,6 @@ def run_batch(model: LoadedModel, recipe: Recipe, units: Sequence[Unit],
     except NumericalFault as fault:
         log.warning("batch %s: %s; retrying", [u.label for u in units], fault)
         bad = set(fault.images)
-        images: list[torch.Tensor | None] = [None] * len(units)
         per_step: dict[int, list] = {}
         good = [b for b in range(len(units)) if b not in bad]
         if good:

@@ -93,7 +93,34 @@ ARTICLE = (Pad(16), Jitter(16), Scale((1.0, 0.975, 1.025, 0.95, 1.05)), Rotate(t
 # lucid optvis/transform.py standard_transforms (the angle 0 appears 6 times out of 26, as lucid's list has it).
 LUCID = (Pad(12), Jitter(8), Scale(tuple(1 + (i - 5) / 50 for i in range(11))),
          Rotate(tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])), Jitter(4), Crop())
-PRESETS: dict[str, tuple[Step, ...]] = {"article": ARTICLE, "lucid": LUCID, "none": ()}
+# The stronger geometric suite measured on ImageNet classes of the real MobileNetV2 (../shared/facts/quality.md and
+# the README's quality table): pad 32, jitter 32, scale 0.8-1.2, rotate -20..20 degrees, jitter 16, at 224 px.
+STRONG = (Pad(32), Jitter(32), Scale(tuple(round(0.8 + i * 0.05, 2) for i in range(9))),
+          Rotate(tuple(float(a) for a in range(-20, 21, 5))), Jitter(16), Crop())
+PRESETS: dict[str, tuple[Step, ...]] = {"article": ARTICLE, "lucid": LUCID, "strong": STRONG, "none": ()}
+
+
+def at_size(chain: Sequence[Step], size: int, written_for: int | None) -> tuple[Step, ...]:
+    """The chain with its pixel amounts (pad, jitter, blur sigma) written for a `written_for`-px render, scaled to a
+    `size`-px one, so a recipe keeps the same relative strength at any size (None: the amounts as written). A
+    non-zero pad or jitter stays at least 1 pixel."""
+    if not written_for or written_for == size:
+        return tuple(chain)
+    f = size / written_for
+
+    def px(n: int) -> int:
+        return max(1, round(n * f)) if n else 0
+
+    out: list[Step] = []
+    for s in chain:
+        if isinstance(s, Pad):
+            s = Pad(px(s.pixels), s.value)
+        elif isinstance(s, Jitter):
+            s = Jitter(px(s.pixels))
+        elif isinstance(s, Blur):
+            s = Blur(s.lo * f, s.hi * f)
+        out.append(s)
+    return tuple(out)
 
 
 def pad_value(chain: Sequence[Step]) -> float:

@@ -114,8 +114,9 @@ def fv_recipe(name: str, size: int, steps: int, thresholds: list[int]):
             for key in ("param", "transforms", "regularizers"):
                 if key in other:
                     raw[key] = copy.deepcopy(other[key])
-            if "lr" in (other.get("render") or {}):
-                raw.setdefault("render", {})["lr"] = other["render"]["lr"]
+            for key in ("lr", "transforms_at_size"):  # how it optimizes and how its transforms scale
+                if key in (other.get("render") or {}):
+                    raw.setdefault("render", {})[key] = other["render"][key]
         else:
             parts, val = parse_set(item)
             set_path(raw, parts, val)

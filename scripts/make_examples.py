@@ -25,7 +25,8 @@ from fvcli.expr import parse_unit_arg  # noqa: E402
 from fvcli.interpolate import interpolate  # noqa: E402
 from fvcli.models import load_model  # noqa: E402
 from fvcli.outputs import atomic_write_bytes, grid, to_uint8  # noqa: E402
-from fvcli.panels import expand, render_panels, run_variant_batch  # noqa: E402
+from fvcli.panels import render_panels  # noqa: E402
+from fvcli.variants import expand, run_variant_batch  # noqa: E402
 from fvcli.recipe import load_recipe  # noqa: E402
 from fvcli.runner import run_batch  # noqa: E402
 

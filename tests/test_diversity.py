@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from fvcli.cli import app
 from fvcli.models import ModelOptions, load_model
 from fvcli.objectives import Diversity, gram_cosines
-from fvcli.panels import (PANEL_NAMES, default_diversity_layer, expand, measure, panel_strip,
-                          plan_variant_batches, render_panels, run_variant_batch, write_panel_row)
+from fvcli.panels import PANEL_NAMES, panel_strip, render_panels, write_panel_row
+from fvcli.variants import default_diversity_layer, expand, measure, plan_variant_batches, run_variant_batch
 from fvcli.recipe import load_recipe
 from fvcli.runner import render_units
 from fvcli.units import Unit, parse_units

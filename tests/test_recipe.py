@@ -88,7 +88,7 @@ def test_transform_lists(tmp_path):
     (["render.precision=fp8"], ["render.precision", "fp32, bf16, fp16"]),
     (["render.batch_size=0"], ["render.batch_size", "out of range"]),
     (["render.thresholds=7"], ["render.thresholds", "expected a list"]),
-    (["transforms=articel"], ["unknown preset 'articel'", "did you mean: article", "article, lucid, none"]),
+    (["transforms=articel"], ["unknown preset 'articel'", "did you mean: article", "article, lucid, strong, none"]),
     (["render=3"], ["recipe key render", "expected a mapping"]),
     (["render.steps.x=3"], ["recipe key render.steps", "expected an integer"]),
     (["steps"], ["bad --set 'steps'", "key=value"]),

@@ -14,7 +14,7 @@ from conftest import tiny_recipe
 from fvcli.errors import FvError
 from fvcli.metrics import high_frequency_energy
 from fvcli.objectives import Objective
-from fvcli.recipe import parse_transforms, transforms_to_yaml
+from fvcli.recipe_transforms import parse_transforms, transforms_to_yaml
 from fvcli.loop import optimize, unit_generators
 from fvcli.param import make_param
 from fvcli.transforms import ARTICLE, Blur, Copies, Crop, Noise, Pad, Rotate, Schedule, Zoom, draw, gaussian_blur
@@ -121,3 +121,22 @@ def test_recipe_round_trip_and_errors():
                       ([{"copies": 0}], "out of range"), ([{"zom": [1, 2]}], "did you mean")):
         with pytest.raises(FvError, match=what):
             parse_transforms(bad)
+
+
+def test_transforms_written_for_one_size_keep_their_strength_at_another():
+    from dataclasses import replace
+
+    from fvcli.recipe import from_dict, load_recipe
+    from fvcli.transforms import STRONG, Jitter, at_size
+
+    q = load_recipe("quality")
+    assert q.transforms == STRONG and q.render.transforms_at_size == 224
+    assert q.loop_settings().transforms == STRONG  # at its own size: as written
+    at128 = replace(q, render=replace(q.render, size=128)).loop_settings().transforms
+    # 32 * 128 / 224 = 18.3 -> 18, 16 * 128 / 224 = 9.1 -> 9: the values measured in the ImageNet benchmark
+    assert at128 == (Pad(18), Jitter(18), STRONG[2], STRONG[3], Jitter(9), Crop())
+    assert at_size((Jitter(1), Pad(0), Blur(0.5, 2.0)), 56, 224) == (Jitter(1), Pad(0), Blur(0.125, 0.5))
+    # without the key the pixel amounts are used as written (the article's way), and the hash is what it was
+    plain = from_dict({"render": {"size": 64}})
+    assert plain.loop_settings().transforms == ARTICLE
+    assert from_dict({"render": {"size": 64, "transforms_at_size": 224}}).hash() != plain.hash()

@@ -32,7 +32,7 @@ from ..outputs import atomic_write_bytes, atomic_write_json, png_bytes, to_uint8
 from ..preconditioners import GradientSpec
 from ..recipe import Recipe
 from ..loop import LoopSettings, Snapshot, derive_seed, render_batch
-from ..transforms import ARTICLE, Jitter, Pad, Step
+from ..transforms import ARTICLE, Step, at_size
 from ..units import Unit
 
 FIGURE_FORMAT = 1  # bump when a figure's content changes, so old outputs are rebuilt rather than skipped
@@ -83,15 +83,7 @@ class Context:
         return max(1, round(n * self.size / ARTICLE_SIZE)) if n else 0
 
     def scaled_chain(self, chain: Sequence[Step] = ARTICLE) -> tuple[Step, ...]:
-        out: list[Step] = []
-        for s in chain:
-            if isinstance(s, Pad):
-                out.append(Pad(self.px(s.pixels), s.value))
-            elif isinstance(s, Jitter):
-                out.append(Jitter(self.px(s.pixels)))
-            else:
-                out.append(s)
-        return tuple(out)
+        return at_size(chain, self.size, ARTICLE_SIZE)
 
     def settings(self, steps: int, *, param: str = "fourier", decorrelate: bool = True,
                  transforms: Sequence[Step] | None = None, thresholds: Sequence[int] = (),

@@ -79,8 +79,6 @@ def torchvision_spec(name: str) -> ModelSpec:
 def _family_main_layers(arch: str) -> tuple[str, ...]:
     """families.py's rules on the architecture's module tree, built on the meta device (no memory, no weights;
     RegNet's initialisation reads tensor values, so it is built on the CPU)."""
-    import torch
-
     build = _builder(arch)
     try:
         with torch.device("meta"):
