@@ -1,11 +1,12 @@
 """Interpolation between two units over N frames (the article's "Interaction between Neurons").
 
 The article's method, as lucid's aligned-interpolation notebook does it:
-- objective: frame i of N maximises (1 - t_i) * A + t_i * B with t_i = i / (N - 1) (`objectives.Interpolate`);
+- objective: frame i of N maximises (1 - t_i) * A + t_i * B with t_i = i / (N - 1)
+  (`coupled_objectives.Interpolate`);
 - param: per-frame Fourier images plus shared low-resolution tensors, some shared by all frames and some blended
   linearly from the first to the last frame (`param.SharedImage.lucid`);
-- a small alignment objective on a lower layer (`objectives.Alignment`) penalizes the squared difference of
-  neighbouring frames' activations, so that analogous features land in the same place;
+- a small alignment objective on a lower layer (`coupled_objectives.Alignment`) penalizes the squared difference
+  of neighbouring frames' activations, so that analogous features land in the same place;
 - one random transform per step shared by all frames (lucid draws one per batch), for the same reason.
 
 Defaults: alignment at the main layer just before A's layer (mixed3b for mixed4a units of InceptionV1, as lucid's
@@ -24,7 +25,9 @@ import torch
 
 from .errors import FvError
 from .models import Capture, LoadedModel
-from .objectives import Alignment, Interpolate, Objective, regularizers
+from .coupled_objectives import Alignment, Interpolate
+from .objectives import Objective
+from .penalties import regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
 from .variants import check_weight, main_layer_before
 from .param import SharedImage

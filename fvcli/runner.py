@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from .models import LoadedModel
-from .objectives import Objective, PerImage, regularizers
+from .objectives import Objective, PerImage
+from .penalties import regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8, versions
 from .recipe import Recipe
 from .errors import FvError, FvRuntimeError

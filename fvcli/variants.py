@@ -2,7 +2,8 @@
 
 A `Variant` is one picture of a unit: its objective (the unit's, or its negation for the most inhibiting image),
 and, for a diversity facet, its place in a group of N facets rendered jointly with the article's diversity term
-(`objectives.Diversity`: each facet is pushed away from the Gram matrices of the other facets of its group).
+(`coupled_objectives.Diversity`: each facet is pushed away from the Gram matrices of the other facets of its
+group).
 Variants duck-type `units.Unit` (key, label, layer, ...) so the runner's records apply unchanged; the appendix's
 panel rows (fvcli/panels.py) are variants too, one block of seven per channel.
 
@@ -31,7 +32,9 @@ import torch
 
 from .errors import FvError, FvRuntimeError
 from .models import Capture, LoadedModel
-from .objectives import Diversity, Objective, PerImage, gram_cosines, regularizers
+from .coupled_objectives import Diversity, gram_cosines
+from .objectives import Objective, PerImage
+from .penalties import regularizers
 from .outputs import atomic_write_json, grid, save_png, to_uint8
 from .recipe import Recipe
 from .loop import NumericalFault, derive_seed, render_batch

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fvcli.cli import app
 from fvcli.models import ModelOptions, load_model
-from fvcli.objectives import Diversity, gram_cosines
+from fvcli.coupled_objectives import Diversity, gram_cosines
 from fvcli.panels import PANEL_NAMES, panel_strip, render_panels, write_panel_row
 from fvcli.variants import default_diversity_layer, expand, measure, plan_variant_batches, run_variant_batch
 from fvcli.recipe import load_recipe

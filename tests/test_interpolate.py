@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from fvcli.cli import app
 from fvcli.models import Capture, ModelOptions, load_model
-from fvcli.objectives import Alignment, Channel, Interpolate
+from fvcli.coupled_objectives import Alignment, Interpolate
+from fvcli.objectives import Channel
 from fvcli.param import SharedImage
 from fvcli.interpolate import default_alignment_layer, interpolate, write_interpolation
 from fvcli.recipe import load_recipe

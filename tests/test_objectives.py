@@ -9,8 +9,8 @@ from fvcli.errors import FvError
 from conftest import tiny_recipe
 from fvcli.metrics import high_frequency_energy
 from fvcli.models import Capture
-from fvcli.objectives import (L1, BlurEachStep, Channel, ClassLogit, ClassProb, LayerDream, Neuron, PerImage, Sum,
-                              TotalVariation, random_direction, regularizers)
+from fvcli.objectives import Channel, ClassLogit, ClassProb, LayerDream, Neuron, PerImage, Sum, random_direction
+from fvcli.penalties import L1, BlurEachStep, TotalVariation, regularizers
 from fvcli.loop import LoopSettings, render_batch
 from fvcli.runner import run_batch
 from fvcli.units import Unit, parse_units

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..objectives import Diversity, gram_cosines, random_direction
+from ..coupled_objectives import Diversity, gram_cosines
+from ..objectives import random_direction
 from ..outputs import to_uint8
 from ..recipe import ParamRecipe, Recipe
 from ..units import Unit

@@ -19,7 +19,8 @@ import torch
 
 from ..bilateral import BilateralEachStep
 from ..models import Capture
-from ..objectives import L1, BlurEachStep, Objective, TotalVariation
+from ..objectives import Objective
+from ..penalties import L1, BlurEachStep, TotalVariation
 from ..param import COLOR_CORRELATION_NORMALIZED, FOURIER_MAGIC, fft_scale
 from ..preconditioners import GradientSpec, gaussian_blur, laplacian_normalize
 from ..transforms import Crop, Jitter, Pad, Rotate, Scale
