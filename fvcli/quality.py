@@ -45,6 +45,9 @@ VARIANTS: dict[str, list[str]] = {
     "article (scaled to 64 px)": ["param.kind=fourier", "param.decorrelate=true",
                                   "transforms=[{pad: 5}, {jitter: 5}, {scale: [1, 0.975, 1.025, 0.95, 1.05]}, "
                                   "{rotate: [-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5]}, {jitter: 2}, {crop: true}]"],
+    # fv's default (= configs/quality.yaml): the stronger suite written for 224 px, scaled to the render size
+    "quality (the default)": ["param.kind=fourier", "param.decorrelate=true", "transforms=strong",
+                              "render.transforms_at_size=224"],
 }
 
 
@@ -78,7 +81,8 @@ def measure(model: LoadedModel, judge: LoadedModel, variant: str, sets: Sequence
     conf: list[float] = []
     hf: list[float] = []
     for seed in range(seeds):
-        rec = load_recipe(None, list(sets) + [f"render.steps={steps}", f"render.size={size}", f"render.seed={seed}",
+        # transforms in pixels as written unless a variant says otherwise (the article's rows are its pixels)
+        rec = load_recipe(None, ["render.transforms_at_size=null"] + list(sets) + [f"render.steps={steps}", f"render.size={size}", f"render.seed={seed}",
                                               f"model.name={model.name}", "render.device=cpu"])
         for i in range(0, len(classes), batch_size):
             chunk = list(classes[i:i + batch_size])

@@ -69,7 +69,7 @@ class RenderRecipe:
     compile: bool = False  # torch.compile the step (for CUDA; slower on the CPU); not hashed: same pictures
     # the render size the transforms' pixel amounts (pad, jitter, blur) are written for: at another size they are
     # scaled by size / transforms_at_size, the same relative strength (None: used as written, the article's way)
-    transforms_at_size: int | None = field(default=None, metadata=_bounds(8, MAX_SIZE))
+    transforms_at_size: int | None = field(default=224, metadata=_bounds(8, MAX_SIZE))
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Recipe:
     model: ModelRecipe = ModelRecipe()
     render: RenderRecipe = RenderRecipe()
     param: ParamRecipe = ParamRecipe()
-    transforms: tuple[Step, ...] = PRESETS["article"]
+    transforms: tuple[Step, ...] = PRESETS["strong"]  # the `quality` recipe's (README: quality on ImageNet)
     regularizers: RegularizerRecipe = RegularizerRecipe()
     units: tuple[str, ...] = ()  # units to render when the command line names none
     examples: ExamplesRecipe = ExamplesRecipe()  # `fv examples` settings (not hashed)
@@ -186,8 +186,9 @@ class Recipe:
         d["render"].pop("batch_size")
         d["render"].pop("device")
         d["render"].pop("compile")  # same pictures up to float rounding, like the device
-        if self.render.transforms_at_size is None:  # added later: recipes without it keep their hash
-            d["render"].pop("transforms_at_size")
+        r = self.render
+        if at_size(self.transforms, r.size, r.transforms_at_size) == self.transforms:  # scaling changes nothing
+            d["render"].pop("transforms_at_size")  # (at its size, no pixel amounts, or null): the hash it always had
         d.pop("units")
         d.pop("examples")
         for key in _NEWER_MODEL_KEYS:  # unset, they add nothing: recipes written before them keep their hash
@@ -331,7 +332,7 @@ def from_dict(raw: Any) -> Recipe:
         raise FvError(f"recipe key gradient.precondition: {pre!r} reshapes an image-shaped gradient and needs "
                       f"param.kind: pixel (got {kw['param'].kind!r}); with any param use one of: none, sign")
     parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
-    kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["article"]
+    kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["strong"]
     units = raw.get("units") or []
     if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
         raise FvError("recipe key units: expected a list of unit strings such as 'mixed4a:11'")

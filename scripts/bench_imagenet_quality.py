@@ -108,6 +108,8 @@ def fv_recipe(name: str, size: int, steps: int, thresholds: list[int]):
     raw = copy.deepcopy(read_yaml(resolve_recipe_path("mobilenet_v2")))
     from fvcli.recipe import parse_set, set_path
 
+    # every row's transforms are pixels as written (as measured), unless the row's recipe file says how they scale
+    raw.setdefault("render", {})["transforms_at_size"] = None
     for item in RECIPES[name]:
         if item.startswith("@"):
             other = read_yaml(resolve_recipe_path(item[1:]))

@@ -48,7 +48,7 @@ def judge_ranks(judge, images: torch.Tensor, classes: list[int]) -> torch.Tensor
 def test_transforms_and_preconditioning_beat_pixel_on_mobilenet_v2(mobilenet, judge):
     units = [Unit("logit", mobilenet.logits_layer, c) for c in CLASSES]
     ranks = {}
-    for name, sets in {"article": [], "pixel": ["param.kind=pixel", "param.decorrelate=false", "transforms=none"]
+    for name, sets in {"article": ["transforms=article", "render.transforms_at_size=null"], "pixel": ["param.kind=pixel", "param.decorrelate=false", "transforms=none"]
                        }.items():
         rec = load_recipe("mobilenet_v2", sets, {"render.steps": STEPS, "render.size": SIZE, "render.device": "cpu"})
         ranks[name] = judge_ranks(judge, run_batch(mobilenet, rec, units).snapshots[-1].images, CLASSES)

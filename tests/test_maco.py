@@ -46,7 +46,9 @@ def test_maco_keeps_the_magnitude_fixed_while_the_phase_moves(h, w):
 
 
 def test_score_rises_under_maco_and_alpha_map(iv1, cli, tmp_path):
-    rec = tiny_recipe("param.kind=maco", "param.maco_alpha=true", steps=16, size=48, thresholds=[0])
+    # the article's transforms as written, as measured when this test was written
+    rec = tiny_recipe("param.kind=maco", "param.maco_alpha=true", "transforms=article", "render.transforms_at_size=null",
+                      steps=16, size=48, thresholds=[0])
     units = parse_units("mixed4a:3,20", iv1)
     res = run_batch(iv1, rec, units)
     first, last = res.snapshots[0].scores, res.snapshots[-1].scores

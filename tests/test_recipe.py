@@ -10,7 +10,7 @@ import yaml
 from fvcli.errors import FvError
 from fvcli.models import Preprocess
 from fvcli.recipe import CONFIG_DIR, Recipe, from_dict, load_recipe, to_yaml
-from fvcli.transforms import ARTICLE, LUCID, Crop, Jitter, Pad, Rotate, Scale
+from fvcli.transforms import ARTICLE, LUCID, STRONG, Crop, Jitter, Pad, Rotate, Scale
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
@@ -20,15 +20,19 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_are_the_article_method():
+def test_defaults_are_the_article_method_with_the_quality_transforms():
     r = load_recipe(None)
     assert r == Recipe()
     assert (r.render.steps, r.render.lr, r.render.size, r.render.batch_size) == (512, 0.05, 224, "auto")
     assert (r.param.kind, r.param.decorrelate, r.param.decay_power) == ("fourier", True, 1.0)
-    assert r.transforms == ARTICLE and r.model.name == "inceptionv1" and r.model.weights is None
-    assert load_recipe("default") == r  # configs/default.yaml spells out the defaults
+    assert r.transforms == STRONG and r.render.transforms_at_size == 224
+    assert r.model.name == "inceptionv1" and r.model.weights is None
+    assert load_recipe("default") == r == load_recipe("quality")  # configs/default.yaml spells out the defaults
     article = load_recipe("article")
     assert article.render.steps == 2560 and article.transforms == ARTICLE and article.render.thresholds == (64, 256, 1024)
+    assert article.render.transforms_at_size is None  # the article's pixels at any size
+    small = load_recipe("article", ["render.size=64"]).loop_settings()
+    assert small.transforms == ARTICLE
     assert load_recipe("lucid").transforms == LUCID
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.render.steps = 3  # type: ignore[misc]
@@ -64,7 +68,7 @@ def test_mobilenet_config():
     assert opts.weights.endswith("mobilenet_v2_imagenet/mobilenet_v2_1001_torchvision_state_dict.pt")
     assert Path(opts.weights).is_absolute() and opts.labels.endswith("imagenet_labels.txt")
     s = r.loop_settings()
-    assert (s.steps, s.size, s.param, s.decorrelate, s.transforms) == (256, 224, "fourier", True, ARTICLE)
+    assert (s.steps, s.size, s.param, s.decorrelate, s.transforms) == (256, 224, "fourier", True, STRONG)
 
 
 def test_transform_lists(tmp_path):

@@ -158,7 +158,7 @@ def clean_probs(model, images: torch.Tensor) -> torch.Tensor:
 
 def test_class_renders_are_recognized_by_the_network(mobilenet):
     rec = load_recipe("mobilenet_v2", [], {"render.steps": CLASS_STEPS, "render.size": 224, "render.device": "cpu"})
-    assert rec.transforms == load_recipe("article").transforms and rec.param.kind == "fourier"
+    assert rec.transforms == load_recipe("quality").transforms and rec.param.kind == "fourier"  # the default's
     units = [u for c in CLASSES for u in parse_units(f"logit:{c}", mobilenet)]
     assert [u.channel for u in units] == [283, 968, 952]
     res = run_batch(mobilenet, rec, units)  # one batch of three
@@ -179,8 +179,8 @@ def test_article_recipe_has_far_less_high_frequency_energy_than_pixel_optimizati
     """Fourier + decorrelation + transforms against plain pixels (no decorrelation, no transforms), same steps."""
     units = [u for c in CLASSES for u in parse_units(f"logit:{c}", mobilenet)]
     hf = {}
-    for name, sets in {"article": [], "pixel": ["param.kind=pixel", "param.decorrelate=false", "transforms=none"]
-                       }.items():
+    for name, sets in {"article": ["transforms=article", "render.transforms_at_size=null"],
+                       "pixel": ["param.kind=pixel", "param.decorrelate=false", "transforms=none"]}.items():
         rec = load_recipe("mobilenet_v2", sets, {"render.steps": HF_STEPS, "render.size": HF_SIZE,
                                                  "render.device": "cpu"})
         hf[name] = high_frequency_energy(run_batch(mobilenet, rec, units).snapshots[-1].images)

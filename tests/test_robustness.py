@@ -137,6 +137,12 @@ def test_transforms_written_for_one_size_keep_their_strength_at_another():
     assert at128 == (Pad(18), Jitter(18), STRONG[2], STRONG[3], Jitter(9), Crop())
     assert at_size((Jitter(1), Pad(0), Blur(0.5, 2.0)), 56, 224) == (Jitter(1), Pad(0), Blur(0.125, 0.5))
     # without the key the pixel amounts are used as written (the article's way), and the hash is what it was
-    plain = from_dict({"render": {"size": 64}})
+    plain = from_dict({"render": {"size": 64, "transforms_at_size": None}, "transforms": "article"})
     assert plain.loop_settings().transforms == ARTICLE
-    assert from_dict({"render": {"size": 64, "transforms_at_size": 224}}).hash() != plain.hash()
+    scaled = from_dict({"render": {"size": 64}, "transforms": "article"})  # the default: written for 224 px
+    assert scaled.loop_settings().transforms[0] == Pad(5) and scaled.hash() != plain.hash()
+    # where scaling changes nothing (at 224 px, or no pixel amounts) the hash is the one it always had
+    assert from_dict({"transforms": "article"}).hash() == from_dict(
+        {"render": {"transforms_at_size": None}, "transforms": "article"}).hash()
+    # the default recipe is `quality`
+    assert load_recipe("default") == load_recipe("quality") == from_dict({})
