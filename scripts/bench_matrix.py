@@ -122,7 +122,7 @@ def _fmt(v, spec: str, dash: str = "—") -> str:
 
 def print_markdown(args, device, rows, summaries, unavailable, load_before, load_after, wall) -> None:
     first = next(iter(summaries.values()), None)
-    cpu = first["setup"]["cpu"] if first else br._cpu_name()
+    cpu = first["setup"]["cpu"] if first else br.cpu_name()
     threads = first["setup"]["threads"] if first else "?"
     import torch
 

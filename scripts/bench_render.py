@@ -20,7 +20,8 @@ each tool; the ratio vs lucent is also given per round (each fv round against th
 load average is printed before and after.
 
 fv runs exactly what `fv sweep` runs per batch (the default recipe's loop: Fourier param, decorrelated colors,
-sigmoid, Adam lr 0.05, the article's transforms, redirected ReLU for the first 16 steps where the model uses it),
+sigmoid, Adam lr 0.05, with the article's transforms (as lucent's; the default's stronger suite costs the same one
+affine warp per step), redirected ReLU for the first 16 steps where the model uses it),
 on the model and weights given (`--model`/`--weights`, or a recipe's model with `--recipe`).
 lucent runs `render_vis` on the same weights: for inceptionv1 its own InceptionV1 (random weights,
 `pretrained=False`; any download attempt is refused and fails the run), for any other model the plain network as
@@ -40,88 +41,21 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
+from bench_common import (count_flops, cpu_name, load_avg, machine_gflops, model_options,  # noqa: E402
+                          peak_rss_mb, rss_mb)
+from bench_lucent import worker_lucent  # noqa: E402
+
 REDIRECT_STEPS = 16  # fv: lucid's redirected-ReLU phase (fvcli.loop.REDIRECT_STEPS); slower steps
 FULL_STEPS = 512  # the default recipe's step count, for the "seconds per unit at 512 steps" line
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Measurements shared by both workers
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _timed(fn, min_seconds: float = 0.6, device: torch.device | None = None) -> float:
-    """Best seconds per call of fn over at least `min_seconds` of calls (after one warm-up)."""
-    fn()
-    best, spent = float("inf"), 0.0
-    while spent < min_seconds:
-        t = time.perf_counter()
-        fn()
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t
-        best, spent = min(best, dt), spent + dt
-    return best
-
-
-def machine_gflops(device: torch.device, bf16: bool = False) -> dict:
-    """Throughput this machine reaches right now: a large matmul; a 3x3 and a 1x1 convolution (channels_last,
-    batch 8, forward + input gradient, weights frozen -- the shape of fv's work); with bf16, the 3x3 one in bf16."""
-    out = {}
-    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
-    out["matmul"] = 2 * 2048**3 / _timed(lambda: a @ b, device=device) / 1e9
-    cl = torch.channels_last
-    for name, (cin, cout, k, hw) in {"conv3x3": (256, 256, 3, 28), "conv1x1": (480, 192, 1, 14)}.items():
-        x = torch.randn(8, cin, hw, hw, device=device).contiguous(memory_format=cl).requires_grad_()
-        w = torch.randn(cout, cin, k, k, device=device).contiguous(memory_format=cl)
-        flops = 2 * (2 * 8 * cout * cin * k * k * hw * hw)  # forward + input gradient
-
-        def step(x=x, w=w, k=k):
-            F.conv2d(x, w, padding=k // 2).sum().backward()
-
-        out[name] = flops / _timed(step, device=device) / 1e9
-    out["conv"] = max(out["conv3x3"], out["conv1x1"])
-    if bf16:
-        x = torch.randn(8, 256, 28, 28, device=device, dtype=torch.bfloat16).contiguous(memory_format=cl)
-        w = torch.randn(256, 256, 3, 3, device=device, dtype=torch.bfloat16).contiguous(memory_format=cl)
-        x.requires_grad_()
-        out["conv_bf16"] = 2 * (2 * 8 * 256 * 256 * 9 * 28 * 28) / _timed(
-            lambda: F.conv2d(x, w, padding=1).sum().backward(), device=device) / 1e9
-    return out
-
-
-def count_flops(fn) -> tuple[float, dict]:
-    """(total FLOPs, {module: FLOPs}) of what fn executes, from torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    per_module = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
-    return float(counter.get_total_flops()), per_module
-
-
-def load_avg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -131,10 +65,11 @@ def load_avg() -> list[float]:
 def worker_fv(args) -> dict:
     from dataclasses import replace
 
-    from fvcli.models import ModelOptions, load_model
+    from fvcli.models import load_model
     from fvcli.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
     from fvcli.loop import render_batch
+    from fvcli.transforms import ARTICLE
 
     from fvcli.models import resolve_device
 
@@ -152,7 +87,7 @@ def worker_fv(args) -> dict:
         return {"tool": "fv", "unavailable": f"{type(exc).__name__}: {exc}"}
     base_rss = rss_mb()
     settings = replace(Recipe().loop_settings(), steps=args.steps, size=args.size, thresholds=(),
-                       precision=args.precision)
+                       precision=args.precision, transforms=ARTICLE)  # the transforms lucent gets too
     units = list(range(args.units))
     bs = min(args.batch_size, len(units))
     batches = [units[i : i + bs] for i in range(0, len(units), bs)]
@@ -209,17 +144,6 @@ def worker_fv(args) -> dict:
     return out
 
 
-def model_options(args):
-    """The model options of `--recipe` (its model section) or of `--model`/`--weights`."""
-    from fvcli.models import ModelOptions
-
-    if getattr(args, "recipe", None):
-        from fvcli.recipe import load_recipe
-
-        return load_recipe(args.recipe).model_options()
-    return ModelOptions(args.model, args.weights)
-
-
 def profile(args) -> None:
     """Where fv's step goes: torch.profiler over 4 steps after the redirect phase, top ops by self CPU time."""
     from dataclasses import replace
@@ -231,11 +155,12 @@ def profile(args) -> None:
     from fvcli.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
     from fvcli.loop import render_batch
+    from fvcli.transforms import ARTICLE
 
     model = load_model(model_options(args), resolve_device(args.device))
     bs = min(args.batch_size, args.units)
     settings = replace(Recipe().loop_settings(), steps=REDIRECT_STEPS + 4, size=args.size, thresholds=(),
-                       precision=args.precision.split(",")[0])
+                       precision=args.precision.split(",")[0], transforms=ARTICLE)
     prof = tprofile(activities=[ProfilerActivity.CPU])
 
     def on_step(s: int) -> None:
@@ -248,114 +173,6 @@ def profile(args) -> None:
     prof.__exit__(None, None, None)
     print(f"{args.recipe or args.model} {args.layer}, batch {bs}, {args.size} px, 4 steps after the redirect phase")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# lucent
-
-
-def plain_network(args):
-    """(network as its builder makes it, with the benchmark's weights, in eval mode, behind its preprocessing;
-    the module path prefix lucent's names get). No fv rewrites: this is what a lucent user would hand it."""
-    from torch import nn
-
-    from fvcli.models import _load_weights, get_spec
-
-    opts = model_options(args)
-    spec = get_spec(opts.name)
-    net = spec.build(opts)
-    _load_weights(spec, net, opts)
-    prep = opts.preprocess or spec.preprocess
-
-    class Preprocessed(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return self.net(prep.apply(x))
-
-    return Preprocessed().eval(), "net"
-
-
-def _refuse_download(*_a, **_k):
-    raise RuntimeError("bench_render: lucent tried to download weights; the benchmark uses random weights only")
-
-
-def worker_lucent(args) -> dict:
-    import warnings
-
-    import numpy as np
-
-    warnings.filterwarnings("ignore")
-    torch.hub.load_state_dict_from_url = _refuse_download  # lucent's only download path; fail loudly if used
-    torch.hub.download_url_to_file = _refuse_download
-    from lucent.modelzoo import inceptionv1
-    from lucent.optvis import objectives, param, render, transform
-
-    from fvcli.models import resolve_device
-
-    dev = resolve_device(args.device)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    preprocess = False
-    if args.model == "inceptionv1" and not args.recipe:
-        model, path = inceptionv1(pretrained=False).to(dev).eval(), args.layer
-        preprocess = True  # lucent's own InceptionV1 input range
-    else:
-        try:
-            model, prefix = plain_network(args)
-        except Exception as exc:  # noqa: BLE001 - reported, the matrix goes on
-            return {"tool": "lucent", "unavailable": f"{type(exc).__name__}: {exc}"}
-        model, path = model.to(dev), f"{prefix}.{args.layer}"
-    name = path.replace(".", "_")  # lucent's name for the module at `path`
-    probe: dict = {}
-    with torch.no_grad():  # the layer's layout: tokens (B, N, D) need their own objective
-        h = model.get_submodule(path).register_forward_hook(lambda _m, _i, o: probe.update(dim=o.dim()))
-        model(torch.zeros(1, 3, args.size, args.size, device=dev))
-        h.remove()
-    tokens = probe.get("dim") == 3
-
-    def channel(c, b):
-        if not tokens:
-            return objectives.channel(name, c, batch=b)
-
-        @objectives.wrap_objective()
-        def token_channel(layer, n_channel, batch=None):
-            @objectives.handle_batch(batch)
-            def inner(model):
-                return -model(layer)[:, 1:, n_channel].mean()  # patch tokens (the class token first)
-            return inner
-
-        return token_channel(name, c, batch=b)
-
-    base_rss = rss_mb()
-    tfs = [transform.pad(16, mode="constant", constant_value=0.5), transform.jitter(16),
-           transform.random_scale([1, 0.975, 1.025, 0.95, 1.05]), transform.random_rotate(list(range(-5, 6))),
-           transform.jitter(8)]
-    units = list(range(args.units))
-    bs = min(args.lucent_batch or args.batch_size, len(units))
-    batches = [units[i : i + bs] for i in range(0, len(units), bs)]
-
-    def run(chunk, steps):
-        obj = channel(chunk[0], 0)
-        for i, c in enumerate(chunk[1:], 1):
-            obj = obj + channel(c, i)
-        render.render_vis(model, obj, lambda: param.image(args.size, batch=len(chunk)), transforms=list(tfs),
-                          thresholds=(steps,), show_image=False, progress=False, fixed_image_size=args.size,
-                          preprocess=preprocess)
-
-    tot2, _ = count_flops(lambda: run(batches[0], 2))
-    tot1, _ = count_flops(lambda: run(batches[0], 1))
-    machine = machine_gflops(dev)
-    t0 = time.perf_counter()
-    for chunk in batches:
-        run(chunk, args.steps)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return {"tool": "lucent", "device": str(dev), "batch_size": bs, "seconds": time.perf_counter() - t0, "units": len(units),
-            "steps": args.steps, "flops_per_image_step": (tot2 - tot1) / bs, "machine": machine,
-            "base_rss_mb": base_rss, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -549,7 +366,7 @@ def summarize(args, runs, load_before, load_after, wall) -> dict:
     out = {
         "setup": {"model": args.model, "weights": args.weights, "layer": args.layer, "size": args.size,
                   "steps": args.steps, "units": args.units, "device": args.device, "rounds": args.rounds,
-                  "torch": torch.__version__, "cpu": _cpu_name(), "python": platform.python_version(),
+                  "torch": torch.__version__, "cpu": cpu_name(), "python": platform.python_version(),
                   "threads": next(iter(runs.values()))[0]["threads"], "load_before": load_before,
                   "load_after": load_after, "wall_seconds": round(wall, 1)},
         "columns": list(runs),
@@ -593,17 +410,6 @@ def summarize(args, runs, load_before, load_after, wall) -> dict:
                 "at_512_steps": out[lu]["seconds_per_unit_at_512"] / out[f]["seconds_per_unit_at_512"],
             })
     return out
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def print_tables(s: dict) -> None:

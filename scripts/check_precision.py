@@ -24,6 +24,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 
 import torch
 
@@ -45,10 +46,12 @@ def check(opts: ModelOptions, layer: str, units: int, steps: int, size: int, pre
     model = load_model(opts, device)
     obj = PerImage(tuple(Channel(layer, c) for c in range(units)))
     base = LoopSettings(steps=steps, size=size, transforms=ARTICLE)
-    finals = {}
+    finals, seconds = {}, {}
     for prec in ("fp32", precision):
+        t0 = time.perf_counter()
         snaps = list(render_batch(model, obj, list(range(units)), replace(base, precision=prec)))
-        finals[prec] = snaps[-1].scores
+        finals[prec], seconds[prec] = snaps[-1].scores, time.perf_counter() - t0
+    finals["seconds"] = seconds
     rel = ((finals[precision] - finals["fp32"]).abs() / finals["fp32"].abs().clamp_min(1e-6)).tolist()
     return statistics.median(rel), rel, finals
 
@@ -72,7 +75,8 @@ def matrix(args, device: str) -> int:
         print(f"{key:<14} {args.precision} vs fp32, final objective: median relative difference {med:.4f}, max "
               f"{max(rel):.4f}; mean fp32 {statistics.mean(finals['fp32'].tolist()):.3f}, {args.precision} "
               f"{statistics.mean(finals[args.precision].tolist()):.3f} -> "
-              f"{'within' if med <= TOLERANCE else 'OUTSIDE'} the {TOLERANCE:.0%} tolerance", flush=True)
+              f"{'within' if med <= TOLERANCE else 'OUTSIDE'} the {TOLERANCE:.0%} tolerance; time "
+              f"{finals['seconds'][args.precision] / finals['seconds']['fp32']:.2f}x fp32's", flush=True)
     print(f"{args.units} units, {args.steps} steps, {args.size} px, device {device}")
     return 0 if worst <= TOLERANCE else 1
 
