@@ -242,6 +242,26 @@ def test_redirected_relu_is_plain_relu_when_not_redirecting():
     assert torch.equal(g2, g[:1])
 
 
+def test_redirected_relu6_equals_relu6_values_and_gradients_on_and_off():
+    """ReLU6 (MobileNet) through its fused hardtanh kernels: the values and gradients of nn.ReLU6, bitwise, at the
+    boundaries 0 and 6 too; with the redirect on, an image whose true gradient is all zero gets the redirected one."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 6, 6, generator=g) * 5
+    x[0, 0, 0, :3] = torch.tensor([0.0, 6.0, -0.0])
+    x[2] = x[2].abs() + 6.5  # image 2: every unit saturated above 6, so no true gradient reaches it
+    up = torch.randn(3, 4, 6, 6, generator=g)
+    ref = x.clone().requires_grad_()
+    torch.nn.ReLU6()(ref).backward(up)
+    six = RedirectedReLU(6.0)
+    y, grad = _grad(six, x, up)
+    assert torch.equal(y, F.relu6(x)) and torch.equal(grad, ref.grad)
+    six.redirect = True
+    y, grad = _grad(six, x, up)
+    assert torch.equal(y, F.relu6(x)) and torch.equal(grad[:2], ref.grad[:2])
+    # image 2 (all above 6): pass the gradient except where descending it pushes x further up (dL/dy < 0 at x > 6)
+    assert torch.equal(grad[2], torch.where(up[2] < 0, torch.zeros(()), up[2])) and grad[2].ne(0).any()
+
+
 class _RecordRedirect(Objective):
     """Scores channel 0 of conv2d0 and records whether the redirected gradient is on at each call."""
 

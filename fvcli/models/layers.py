@@ -31,8 +31,8 @@ class _RedirectedReluFn(torch.autograd.Function):
         zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
         if upper == float("inf"):  # ReLU: the fused kernel autograd itself uses (grad where x > 0)
             relu_grad = torch.ops.aten.threshold_backward(grad, x, 0.0)
-        else:
-            relu_grad = torch.where((x > 0) & (x < upper), grad, zero)
+        else:  # ReLU6: grad where 0 < x < upper, one fused kernel (a where over two comparisons is four passes)
+            relu_grad = torch.ops.aten.hardtanh_backward(grad, x, 0.0, upper)
         # (B,): does the true gradient reach this image? (a reduction per image, no bool copy: 6x cheaper than
         # ne + flatten + any on a channels_last map, which copies)
         alive = relu_grad.abs().amax(dim=tuple(range(1, grad.dim()))) > 0 if grad.dim() > 1 else relu_grad.ne(0)
@@ -58,7 +58,10 @@ class RedirectedReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.redirect and torch.is_grad_enabled() and x.requires_grad:
             return _RedirectedReluFn.apply(x, self.upper)
-        return x.clamp(0.0, self.upper) if self.upper != float("inf") else F.relu(x)
+        # hardtanh, not clamp: the same values, but clamp's backward is a composite of four element-wise passes
+        # (where, logical_and, lt, gt) and hardtanh's one fused kernel: 2.2x faster forward + backward, 37 % of a
+        # MobileNetV2 step before (scripts/bench_render.py --profile)
+        return F.hardtanh(x, 0.0, self.upper) if self.upper != float("inf") else F.relu(x)
 
     def extra_repr(self) -> str:
         return "" if self.upper == float("inf") else f"upper={self.upper}"
