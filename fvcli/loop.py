@@ -7,6 +7,7 @@ image and for the transforms, the param, the transform schedule) and runs it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -55,12 +56,29 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Does oneDNN run bf16 natively on this CPU? (False on AVX2-only CPUs, where it emulates bf16 slowly.)"""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe: assume it does, as before
+        return True
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
 def autocast(device: torch.device, precision: str):
     """Reduced-precision autocast: bf16 or fp16 on CUDA; bf16 on the CPU (oneDNN's bf16 convolutions, 2.2x the
-    fp32 throughput on this project's AVX512-BF16 CPU; slow on CPUs without bf16 instructions); fp16 on the CPU
-    and fp32 are a no-op. Opt-in (`render.precision`); the default fp32 is what the determinism contract covers.
+    fp32 throughput on an AVX512-BF16 CPU; 10-13x slower than fp32 on an AVX2-only one, with a warning); fp16 on the
+    CPU and fp32 are a no-op. Opt-in (`render.precision`); the default fp32 is what the determinism contract covers.
     scripts/check_precision.py states and checks the tolerance."""
     if precision == "bf16" and device.type in ("cuda", "cpu"):
+        if device.type == "cpu" and not cpu_has_fast_bf16():
+            _warn_once("render.precision=bf16 on a CPU without bf16 instructions (oneDNN reports no bf16 support; "
+                       "AVX512-BF16 or AMX needed): measured 10-13x slower than fp32 on such a CPU; use fp32")
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision == "fp16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)

@@ -192,6 +192,26 @@ def test_cpu_bf16_autocast_keeps_lrn_and_the_image_conv_in_fp32_and_renders(iv1)
     assert (bf16.images - fp32.images).abs().mean() < 0.05  # same start, a few Adam steps: close, not equal
 
 
+def test_cpu_bf16_warns_once_where_the_cpu_has_no_bf16_instructions(monkeypatch, caplog):
+    from fvcli import loop
+
+    cpu = torch.device("cpu")
+    loop._warn_once.cache_clear()
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="fvcli.loop"):
+        for _ in range(3):
+            with loop.autocast(cpu, "bf16"):
+                assert torch.is_autocast_enabled("cpu")
+    warned = [r.getMessage() for r in caplog.records if "without bf16 instructions" in r.getMessage()]
+    assert len(warned) == 1 and "use fp32" in warned[0]
+    caplog.clear()
+    loop._warn_once.cache_clear()
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="fvcli.loop"), loop.autocast(cpu, "bf16"), loop.autocast(cpu, "fp32"):
+        pass
+    assert not caplog.records
+
+
 def test_fv_adam_is_bitwise_torch_adam_and_does_not_import_dynamo():
     import subprocess
     import sys
