@@ -63,7 +63,10 @@ def matrix(args, device: str) -> int:
     from fvcli.recipe import load_recipe
 
     worst = 0.0
+    only = set(args.only.split(",")) if args.only else None
     for key, label, spec, _conv in MATRIX:
+        if only is not None and key not in only:
+            continue
         opts = (load_recipe(spec["recipe"]).model_options() if "recipe" in spec
                 else ModelOptions(spec["model"], spec["weights"]))
         try:
@@ -84,6 +87,7 @@ def matrix(args, device: str) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--matrix", action="store_true", help="check every model of scripts/bench_matrix.py")
+    ap.add_argument("--only", default=None, help="--matrix: comma-separated subset of the models (bench_matrix keys)")
     ap.add_argument("--model", default="inceptionv1")
     ap.add_argument("--weights", default="random:0")
     ap.add_argument("--layer", default="mixed4a")
