@@ -104,5 +104,44 @@ def test_a_near_zero_batchnorm_scale_is_kept_exact():
         net2[1].running_var.uniform_(0.5, 2)
     x = torch.rand(2, 3, 9, 9)
     want = net2(x)
-    assert apply_rewrites(net2) == {"batchnorm_folded": 1, "dropout_removed": 1}
+    assert apply_rewrites(net2) == {"batchnorm_folded": 1, "dropout_removed": 1, "self_attention": 0}
     torch.testing.assert_close(net2(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_self_attention_equals_multihead_attention_and_falls_back_for_other_calls():
+    torch.manual_seed(0)
+    ref = nn.MultiheadAttention(64, 4, batch_first=True).eval()
+    fast = nn.MultiheadAttention(64, 4, batch_first=True).eval()
+    fast.load_state_dict(ref.state_dict())
+    assert rewrites.fast_self_attention(fast) == 1 and isinstance(fast, rewrites.FastSelfAttention)
+    assert list(fast.state_dict()) == list(ref.state_dict())  # same parameters, same names
+    x = torch.randn(3, 10, 64)
+    outs, grads = [], []
+    for m in (ref, fast):
+        xi = x.clone().requires_grad_()
+        y, w = m(xi, xi, xi, need_weights=False)
+        assert w is None
+        y[:, :, 5].sum().backward()
+        outs.append(y.detach())
+        grads.append(xi.grad)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+    # anything but plain self-attention is torch's own path, exactly
+    mask = torch.zeros(10, 10, dtype=torch.bool)
+    mask[:, 7:] = True
+    for kwargs in ({"need_weights": True}, {"need_weights": False, "attn_mask": mask}):
+        a, b = ref(x, x, x, **kwargs), fast(x, x, x, **kwargs)
+        assert torch.equal(a[0], b[0]) and (a[1] is None) == (b[1] is None)
+    y = torch.randn(3, 6, 64)
+    assert torch.equal(ref(x, y, y, need_weights=False)[0], fast(x, y, y, need_weights=False)[0])
+    # sequence-first modules (batch_first=False) are left alone
+    assert rewrites.fast_self_attention(nn.MultiheadAttention(64, 4)) == 0
+
+
+def test_vit_self_attention_rewritten_keeps_activations_and_gradients(monkeypatch):
+    opts = ModelOptions("torchvision:vit_b_16", "random:0")
+    plain, fast = _unrewritten(monkeypatch, opts), load_model(opts, "cpu")
+    assert sum(isinstance(m, rewrites.FastSelfAttention) for m in fast.net.modules()) == 12
+    assert not any(isinstance(m, rewrites.FastSelfAttention) for m in plain.net.modules())
+    layer = "encoder.layers.encoder_layer_2"
+    _compare(plain, fast, ["encoder.layers.encoder_layer_0", layer], 224, layer)
