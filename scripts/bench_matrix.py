@@ -7,8 +7,8 @@
 Rows (8 units each, 224 px, the default recipe's loop and the article's transforms for both tools):
 InceptionV1 `mixed4a` (random weights), the real MobileNetV2's class logits (recipe `mobilenet_v2`, weights in
 ../shared), torchvision ResNet-50 `layer3`, ConvNeXt-T `features.5` and ViT-B/16 `encoder.layers.encoder_layer_6`
-(random weights). Columns: fv fp32 and fv bf16 (batch `--batch-size`, sweep mode) and lucent's `render_vis` one unit
-at a time (its normal use: batch 1, its Fourier image, Adam lr 0.05; see scripts/bench_render.py for the details).
+(random weights). Columns: fv fp32 and fv bf16 (bf16 on CUDA or a CPU with bf16 instructions; batch `--batch-size`,
+sweep mode) and lucent's `render_vis` one unit at a time (its normal use: batch 1, its Fourier image, Adam lr 0.05; see scripts/bench_render.py for the details).
 
 Every (model, tool, round) runs in its own fresh process (scripts/bench_render.py's worker); within a round the
 models follow each other and, per model, the tools alternate, the order flipping every round; a model's figures are
@@ -55,7 +55,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8, help="fv images per batch")
     ap.add_argument("--lucent-batch", type=int, default=1, help="lucent images per render_vis call (1: its normal use)")
-    ap.add_argument("--precision", default="fp32,bf16", help="fv precisions, comma-separated")
+    ap.add_argument("--precision", default="auto",
+                    help="fv precisions, comma-separated; auto: fp32, and bf16 on CUDA or a CPU with bf16 instructions")
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(m[0] for m in MATRIX)}")
@@ -66,6 +67,11 @@ def main() -> None:
     ap.add_argument("--json-out", default=None, help="also write every result as JSON here")
     args = ap.parse_args()
     device = resolve_matrix_device(args.device)
+    if args.precision == "auto":
+        args.precision = "fp32,bf16" if device == "cuda" or cpu_has_fast_bf16() else "fp32"
+        if args.precision == "fp32":
+            print("# bf16 left out: this CPU has no bf16 instructions (oneDNN emulates it, 10-13x slower than fp32; "
+                  "--precision fp32,bf16 to measure it anyway)", file=sys.stderr, flush=True)
     rows = [m for m in MATRIX if not args.only or m[0] in args.only.split(",")]
     if not rows:
         raise SystemExit(f"--only {args.only!r}: valid keys are {', '.join(m[0] for m in MATRIX)}")
@@ -105,6 +111,12 @@ def main() -> None:
         with open(args.json_out, "w") as f:
             json.dump({"summaries": summaries, "unavailable": unavailable, "runs": runs}, f)
     print_markdown(args, device, rows, summaries, unavailable, load_before, load_after, wall)
+
+
+def cpu_has_fast_bf16() -> bool:
+    from fvcli.loop import cpu_has_fast_bf16 as probe
+
+    return probe()
 
 
 def resolve_matrix_device(device: str) -> str:
