@@ -324,7 +324,14 @@ def contact_sheet(out: Path, names: list[str], classes: list[int], path: Path, n
     common = [c for c in classes if all(png_path(out, r, c).is_file() for r in names)][:n]
     tiles = [read_png(png_path(out, r, c)) for r in names for c in common]
     tags = [labels[c].split(",")[0] for _ in names for c in common]
-    save_png(path, grid(tiles, tags, cols=len(common), tile=128, rows_labels=[display(r) for r in names]))
+    sheet = grid(tiles, tags, cols=len(common), tile=128, rows_labels=[display(r) for r in names])
+    if path.suffix.lower() in (".jpg", ".jpeg"):  # a README figure: a tenth of the PNG's bytes
+        from PIL import Image
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sheet).save(path, quality=88)
+    else:
+        save_png(path, sheet)
     print(f"# contact sheet: {path} ({len(names)} recipes x {len(common)} classes)")
 
 
@@ -344,7 +351,7 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--sheet", default=None, help="also write a contact sheet PNG (recipes x first 8 classes)")
+    ap.add_argument("--sheet", default=None, help="also write a contact sheet, .png or .jpg (recipes x first 8 classes)")
     ap.add_argument("--worker-lucent", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

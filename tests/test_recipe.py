@@ -180,3 +180,12 @@ def test_exponent_numbers_without_a_dot(tmp_path):
         load_recipe(None, ["render.lr=fast"])
     with pytest.raises(FvError, match="render.steps"):
         load_recipe(None, ["render.steps=1e2"])  # integers stay integers
+
+
+def test_recipes_from_before_the_default_changed_keep_their_hashes():
+    """Hashes of fv 0.x before `quality` became the default (computed with that code): the article's and lucid's
+    recipes are unchanged, and the old default is the new one with the article's transforms as written."""
+    assert load_recipe("article").hash() == "39dd6d5c70d6caa4"
+    assert load_recipe("lucid").hash() == "339d9f7a96320c83"
+    old_default = load_recipe(None, ["transforms=article", "render.transforms_at_size=null"])
+    assert old_default.hash() == "286c848f260cfe5e" != load_recipe(None).hash()
