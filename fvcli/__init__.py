@@ -7,11 +7,11 @@ The Python API (fvcli/api.py), which the `fv` command is built on:
     res.images, res.records, res.pil()
 
 `fvcli.load_model`, `fvcli.render`, `fvcli.make_recipe` and the result types are imported on first use, so
-`import fvcli` itself stays cheap (it does not import torch). The optimization loop itself is `fvcli.loop`.
+`import fvcli` itself stays cheap (it does not import torch). The optimization loop itself is `fvcli.optvis.loop`.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = ("load_model", "render", "make_recipe", "Rendering", "Picture")
 __all__ = ["__version__", *_API]

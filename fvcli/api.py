@@ -208,7 +208,7 @@ def render(model: nn.Module | LoadedModel | str | None, units: str | Sequence[An
     if not texts:
         raise FvError("no units given: name some (e.g. 'mixed4a:11') or list them under `units:` in the recipe")
     m = model if isinstance(model, LoadedModel) else _load(model, rec)
-    from .expr import parse_unit_arg
+    from .units.expr import parse_unit_arg
 
     parsed = [u for t in texts for u in (parse_unit_arg(t, m) if isinstance(t, str) else [t])]
     return _render_parsed(m, rec, parsed, Path(out) if out is not None else None, progress, on_step)
@@ -216,12 +216,12 @@ def render(model: nn.Module | LoadedModel | str | None, units: str | Sequence[An
 
 def _render_parsed(m: LoadedModel, rec: Recipe, parsed: list, out: Path | None, progress: bool | None,
                    on_step: Callable[[int], None] | None) -> Rendering:
-    from .runner import plan_batches, render_units, resolve_batch_size
+    from .runner.batch import plan_batches, render_units, resolve_batch_size
 
     v = rec.variants
     variants = v.diversity > 1 or v.sign != "positive"
     if variants:
-        from .variants import n_variant_batches, render_variants
+        from .runner.variants import n_variant_batches, render_variants
 
         neg, both = v.sign == "negative", v.sign == "both"
         bs = resolve_batch_size(m, rec, len(parsed) * v.diversity * (2 if both else 1))

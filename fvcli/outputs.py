@@ -153,7 +153,7 @@ def grid(tiles: Sequence[np.ndarray], labels: Sequence[str] | None = None, cols:
 
 def versions() -> dict[str, str | bool | int | None]:
     """What produced a file: written into every record and manifest, and shown by `fv --version`."""
-    from . import __version__
+    from ._version import __version__
 
     cuda_available = torch.cuda.is_available()
     return {"fv": __version__, "torch": torch.__version__, "torchvision": _torchvision_version(),

@@ -9,7 +9,7 @@ PNG, read back and scored:
   top-1 / top-5   fraction of renders whose class is the judge's first / among its first five (95 % Wilson interval)
   median rank     median rank of the class in the judge's output (1 = first; 95 % interval from order statistics)
   own conf        the rendering model's own softmax probability of the class (mean)
-  HF              fraction of spectral power above 0.25 cycles/pixel (fvcli/metrics.py)
+  HF              fraction of spectral power above 0.25 cycles/pixel (fvcli/optvis/metrics.py)
 
 Classes are chosen by a rule written here before any result was seen: BENCH = every 15th ImageNet index starting at
 1 (1, 16, ..., 991: 67 classes); DEV = every 120th index starting at 7 (7, 127, ..., 967: 9 classes, disjoint from
@@ -66,7 +66,7 @@ RECIPES: dict[str, list[str]] = {
     "article": ["transforms=article"],
     "lucid": ["transforms=lucid"],
     "pixel": PIXEL,
-    # the demo benchmark's weights (fvcli/quality.py): L1 0.0005, TV 0.0025, blur-each-step 1
+    # the demo benchmark's weights (fvcli/figures/quality.py): L1 0.0005, TV 0.0025, blur-each-step 1
     "pixel+L1/TV/blur": PIXEL + ["regularizers.l1=0.0005", "regularizers.tv=0.0025", "regularizers.blur=1.0"],
     # MACO: the best of three MACO candidates on the DEV classes (128 px, 128 steps; judge top-1 0.33 vs 0.11 with
     # the stronger geometric suite at lr 0.05 and 0.22 at lr 0.5): the zoom / blur / noise suite, lr 0.05
@@ -146,8 +146,8 @@ def log_seconds(out: Path, recipe: str, classes: list[int], seconds: float, info
 def render_fv(out: Path, name: str, classes: list[int], args) -> None:
     from fvcli.models import load_model
     from fvcli.outputs import save_png
-    from fvcli.runner import run_batch
-    from fvcli.units import Unit
+    from fvcli.runner.batch import run_batch
+    from fvcli.units.unit import Unit
 
     rec = fv_recipe(name, args.size, args.steps, args.thresholds)
     model = _model_cache.get("m") or _model_cache.setdefault("m", load_model(rec.model_options(), "cpu"))
@@ -175,7 +175,7 @@ def render_lucent(out: Path, classes: list[int], args) -> None:
     from fvcli.outputs import save_png
     from fvcli.recipe import load_recipe
     from fvcli.models import load_model
-    from fvcli.loop import derive_seed
+    from fvcli.optvis.loop import derive_seed
 
     class ZeroOneToPlusMinusOne(nn.Module):
         """The MobileNetV2's input convention: it expects [-1, 1]; lucent images are in [0, 1]."""
@@ -252,10 +252,10 @@ def render_all(out: Path, names: list[str], classes: list[int], args) -> None:
 
 
 def score(out: Path, names: list[str], classes: list[int], args) -> list[dict]:
-    from fvcli.metrics import high_frequency_energy
+    from fvcli.optvis.metrics import high_frequency_energy
     from fvcli.models import load_model
     from fvcli.outputs import read_png
-    from fvcli.quality import classify
+    from fvcli.figures.quality import classify
     from fvcli.recipe import load_recipe
 
     sys.path.insert(0, str(JUDGE_DIR))

@@ -114,7 +114,7 @@ def main() -> None:
 
 
 def cpu_has_fast_bf16() -> bool:
-    from fvcli.loop import cpu_has_fast_bf16 as probe
+    from fvcli.optvis.loop import cpu_has_fast_bf16 as probe
 
     return probe()
 

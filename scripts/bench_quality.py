@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Render-quality benchmark with known ground truth (fvcli/quality.py): the demo model, trained by fv on procedural
+"""Render-quality benchmark with known ground truth (fvcli/figures/quality.py): the demo model, trained by fv on procedural
 classes, and its independently trained judge.
 
 For every class, render its logit with each recipe variant and report:
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fvcli.models import ModelOptions, load_model  # noqa: E402
-from fvcli.quality import VARIANTS, quality_table  # noqa: E402
+from fvcli.figures.quality import VARIANTS, quality_table  # noqa: E402
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ from bench_common import (count_flops, cpu_name, load_avg, machine_gflops, model
                           peak_rss_mb, rss_mb)
 from bench_lucent import worker_lucent  # noqa: E402
 
-REDIRECT_STEPS = 16  # fv: lucid's redirected-ReLU phase (fvcli.loop.REDIRECT_STEPS); slower steps
+REDIRECT_STEPS = 16  # fv: lucid's redirected-ReLU phase (fvcli.optvis.loop.REDIRECT_STEPS); slower steps
 FULL_STEPS = 512  # the default recipe's step count, for the "seconds per unit at 512 steps" line
 
 
@@ -66,10 +66,10 @@ def worker_fv(args) -> dict:
     from dataclasses import replace
 
     from fvcli.models import load_model
-    from fvcli.objectives import Channel, PerImage
+    from fvcli.optvis.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
-    from fvcli.loop import render_batch
-    from fvcli.transforms import ARTICLE
+    from fvcli.optvis.loop import render_batch
+    from fvcli.optvis.transforms import ARTICLE
 
     from fvcli.models import resolve_device
 
@@ -152,10 +152,10 @@ def profile(args) -> None:
     from torch.profiler import profile as tprofile
 
     from fvcli.models import load_model, resolve_device
-    from fvcli.objectives import Channel, PerImage
+    from fvcli.optvis.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
-    from fvcli.loop import render_batch
-    from fvcli.transforms import ARTICLE
+    from fvcli.optvis.loop import render_batch
+    from fvcli.optvis.transforms import ARTICLE
 
     model = load_model(model_options(args), resolve_device(args.device))
     bs = min(args.batch_size, args.units)
@@ -190,9 +190,9 @@ def sweep_estimate(args) -> dict:
     from dataclasses import replace
 
     from fvcli.models import ModelOptions, load_model
-    from fvcli.objectives import Channel, PerImage
+    from fvcli.optvis.objectives import Channel, PerImage
     from fvcli.recipe import Recipe
-    from fvcli.loop import render_batch
+    from fvcli.optvis.loop import render_batch
 
     model = load_model(ModelOptions("inceptionv1", args.weights), "cpu")
     settings = replace(Recipe().loop_settings(), size=args.size, thresholds=())

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from fvcli.models import load_model  # noqa: E402
 from fvcli.recipe import load_recipe  # noqa: E402
 from fvcli.sweep import layer_costs, prepare_sweep  # noqa: E402
-from fvcli.units import Unit  # noqa: E402
+from fvcli.units.unit import Unit  # noqa: E402
 
 GOOGLENET_MIXED = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e", "mixed5a", "mixed5b")
 

@@ -33,9 +33,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from dataclasses import replace  # noqa: E402
 
 from fvcli.models import ModelOptions, load_model  # noqa: E402
-from fvcli.objectives import Channel, PerImage  # noqa: E402
-from fvcli.loop import LoopSettings, render_batch  # noqa: E402
-from fvcli.transforms import ARTICLE  # noqa: E402
+from fvcli.optvis.objectives import Channel, PerImage  # noqa: E402
+from fvcli.optvis.loop import LoopSettings, render_batch  # noqa: E402
+from fvcli.optvis.transforms import ARTICLE  # noqa: E402
 
 TOLERANCE = 0.05
 

@@ -21,14 +21,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fvcli.expr import parse_unit_arg  # noqa: E402
-from fvcli.interpolate import interpolate  # noqa: E402
+from fvcli.units.expr import parse_unit_arg  # noqa: E402
+from fvcli.figures.interpolation import interpolate  # noqa: E402
 from fvcli.models import load_model  # noqa: E402
 from fvcli.outputs import atomic_write_bytes, grid, to_uint8  # noqa: E402
-from fvcli.panels import render_panels  # noqa: E402
-from fvcli.variants import expand, run_variant_batch  # noqa: E402
+from fvcli.figures.panels import render_panels  # noqa: E402
+from fvcli.runner.variants import expand, run_variant_batch  # noqa: E402
 from fvcli.recipe import load_recipe  # noqa: E402
-from fvcli.runner import run_batch  # noqa: E402
+from fvcli.runner.batch import run_batch  # noqa: E402
 
 # Units of the real MobileNetV2 (1001-class TF-slim weights) whose pictures read well at small sizes.
 DIVERSITY_UNIT = "features.14:4"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the `demo` model and its independent judge on procedural images (fvcli/demo_data.py), deterministically.
+"""Train the `demo` model and its independent judge on procedural images (fvcli/models/demo_data.py), deterministically.
 
 Two copies of fvcli.models.demo_net.DemoNet are trained from scratch on images generated on the fly:
 
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fvcli.demo_data import DEMO_CLASSES, make_batch  # noqa: E402
+from fvcli.models.demo_data import DEMO_CLASSES, make_batch  # noqa: E402
 from fvcli.outputs import atomic_write_bytes  # noqa: E402
 from fvcli.models.demo_net import INPUT_MEAN, INPUT_STD, WIDTHS, build_demo_net, preprocess  # noqa: E402
 

@@ -18,7 +18,7 @@ from fvcli.cli import app
 from fvcli.models import ModelOptions, load_model
 from fvcli.recipe import Recipe, load_recipe
 
-# `--batch-size auto` caches its CPU probe (fvcli/autobatch.py): keep the tests' entries out of the user's cache
+# `--batch-size auto` caches its CPU probe (fvcli/runner/autobatch.py): keep the tests' entries out of the user's cache
 os.environ.setdefault("FV_CACHE_DIR", tempfile.mkdtemp(prefix="fv-test-cache-"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

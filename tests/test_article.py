@@ -23,10 +23,10 @@ from fvcli.article import FIGURES, build_article
 from fvcli.article.core import Network
 from fvcli.article.network import choose_network, make_context
 from fvcli.article.optimization import directions, start_image
-from fvcli.bilateral import bilateral_filter
-from fvcli.metrics import high_frequency_energy
+from fvcli.optvis.bilateral import bilateral_filter
+from fvcli.optvis.metrics import high_frequency_energy
 from fvcli.models import load_model
-from fvcli.preconditioners import gaussian_blur, laplacian_normalize
+from fvcli.optvis.preconditioners import gaussian_blur, laplacian_normalize
 from fvcli.recipe import load_recipe
 
 SIZE = 32

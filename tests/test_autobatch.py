@@ -1,4 +1,4 @@
-"""`--batch-size auto` on the CPU picks a measured best batch size per model and caches it (fvcli/autobatch.py)."""
+"""`--batch-size auto` on the CPU picks a measured best batch size per model and caches it (fvcli/runner/autobatch.py)."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ import json
 import pytest
 
 from conftest import tiny_recipe
-from fvcli import autobatch
+from fvcli.runner import autobatch
 from fvcli.models import load_model
-from fvcli.runner import auto_batch_size
+from fvcli.runner.batch import auto_batch_size
 
 
 @pytest.fixture

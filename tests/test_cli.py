@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import synthetic_state_dict
-from fvcli.weights import file_sha256
+from fvcli.models.weights import file_sha256
 
 RENDER = ["render", "--size", 32, "--steps", 2, "--device", "cpu", "-q"]
 

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from fvcli import named_recipes
-from fvcli.completion import REGISTERED_MODELS, complete_model, complete_recipe
+from fvcli.recipe import named as named_recipes
+from fvcli.cli.completion import REGISTERED_MODELS, complete_model, complete_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--size", "32", "--steps", "2"]

@@ -8,7 +8,7 @@ import torch
 
 from fvcli.errors import FvError
 from fvcli.models import configure_backends, resolve_device
-from fvcli.loop import autocast
+from fvcli.optvis.loop import autocast
 
 
 def test_autocast_is_a_no_op_for_fp32_and_cpu_fp16_and_reduced_precision_otherwise():
@@ -51,7 +51,8 @@ def test_auto_batch_size_dispatches_by_device_and_fits_cuda_memory(monkeypatch):
     from dataclasses import replace
 
     from conftest import tiny_recipe
-    from fvcli import autobatch, runner
+    from fvcli.runner import autobatch
+    from fvcli.runner import batch as runner
     from fvcli.models import load_model
 
     cpu = load_model("demo", "cpu")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fvcli.demo_data import DEMO_CLASSES, generate, make_batch
+from fvcli.models.demo_data import DEMO_CLASSES, generate, make_batch
 from fvcli.models.demo import JUDGE_WEIGHTS, MODEL_WEIGHTS, PREPROCESS
 from fvcli.models.demo_net import build_demo_net, preprocess
 
@@ -110,7 +110,7 @@ def test_judge_is_independent_of_model():
 
 
 def test_meta_matches_files():
-    from fvcli.weights import file_sha256
+    from fvcli.models.weights import file_sha256
 
     meta = json.loads((MODEL_WEIGHTS.parent / "demo_meta.json").read_text())
     assert meta["classes"] == list(DEMO_CLASSES)
@@ -170,7 +170,7 @@ def test_training_is_deterministic_and_seeds_are_independent():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Render quality: the article's recipe transfers to the judge, plain pixel optimization does not (fvcli/quality.py;
+# Render quality: the article's recipe transfers to the judge, plain pixel optimization does not (fvcli/figures/quality.py;
 # the full table is scripts/bench_quality.py)
 
 # Measured with these settings (12 classes x 2 seeds = 24 renders, 128 steps, 64 px; 1 and 2 threads alike): article
@@ -185,7 +185,7 @@ MIN_GAP = 0.25
 
 def test_article_recipe_transfers_to_the_judge_and_pixel_optimization_does_not():
     from fvcli.models import ModelOptions, load_model
-    from fvcli.quality import VARIANTS, measure
+    from fvcli.figures.quality import VARIANTS, measure
 
     model = load_model(ModelOptions("demo"), "cpu")
     judge = load_model(ModelOptions("demo", str(JUDGE_WEIGHTS)), "cpu")
@@ -258,8 +258,8 @@ def test_channels_silent_at_a_grey_start_still_render():
     ReLU for the first steps, so their renders do not stay grey (they did before: 79 of 128 grey tiles)."""
     from fvcli.models import Capture, ModelOptions, load_model
     from fvcli.recipe import load_recipe
-    from fvcli.runner import run_batch
-    from fvcli.units import Unit
+    from fvcli.runner.batch import run_batch
+    from fvcli.units.unit import Unit
 
     model = load_model(ModelOptions("demo"), "cpu")
     assert model.redirect_relu

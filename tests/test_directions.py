@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fvcli.expr import ExprError, parse_expression
+from fvcli.units.expr import ExprError, parse_expression
 from fvcli.models import ModelOptions, load_model
-from fvcli.objectives import Direction, random_direction
+from fvcli.optvis.objectives import Direction, random_direction
 from fvcli.recipe import load_recipe
-from fvcli.runner import run_batch
+from fvcli.runner.batch import run_batch
 
 
 @pytest.fixture(scope="module")

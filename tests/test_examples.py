@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fvcli import examples as ex
+from fvcli.examples import scan as ex
 from fvcli.errors import FvError
 from fvcli.examples import (
     ExampleSettings,
@@ -37,7 +37,7 @@ from fvcli.examples import (
     write_examples,
 )
 from fvcli.models import Capture
-from fvcli.receptive import receptive_field
+from fvcli.models.receptive import receptive_field
 
 from conftest import MOBILENET_DIR
 
@@ -490,7 +490,7 @@ def test_recipe_form(folder, tmp_path, cli, mobilenet):
 def test_examples_in_a_sweep_dir_go_beside_the_renders_and_into_the_gallery(tmp_path, cli):
     """`fv examples --out SWEEP_DIR` writes each unit's examples into layers/<layer>/ next to its render and rebuilds
     the gallery: a unit page shows the optimized image and the dataset examples; a unit with no render gets none."""
-    from fvcli.demo_data import DEMO_CLASSES, make_batch
+    from fvcli.models.demo_data import DEMO_CLASSES, make_batch
 
     imgs = tmp_path / "imgs"
     x, y = make_batch(24, 48, seed=5)

@@ -8,12 +8,12 @@ from typer.testing import CliRunner
 
 from fvcli.cli import app
 from fvcli.errors import FvError
-from fvcli.expr import ExprError, ExprUnit, is_expression, parse_expression, parse_unit_arg, tokenize
+from fvcli.units.expr import ExprError, ExprUnit, is_expression, parse_expression, parse_unit_arg, tokenize
 from fvcli.models import ModelOptions, load_model
-from fvcli.objectives import Channel, ClassLogit, ClassProb, Direction, LayerDream, Neuron, Sum
+from fvcli.optvis.objectives import Channel, ClassLogit, ClassProb, Direction, LayerDream, Neuron, Sum
 from fvcli.recipe import load_recipe
-from fvcli.runner import run_batch
-from fvcli.units import Unit
+from fvcli.runner.batch import run_batch
+from fvcli.units.unit import Unit
 
 
 @pytest.fixture(scope="module")

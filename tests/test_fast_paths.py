@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fvcli import loop as loop_mod
+from fvcli.optvis import loop as loop_mod
 from fvcli.models import ModelOptions, load_model
 from fvcli.models.layers import StemConv2d, install_stem_conv, space_to_depth_weight
-from fvcli.objectives import Channel, PerImage
-from fvcli.loop import LoopSettings, compile_step, render_batch
-from fvcli.transforms import ARTICLE
+from fvcli.optvis.objectives import Channel, PerImage
+from fvcli.optvis.loop import LoopSettings, compile_step, render_batch
+from fvcli.optvis.transforms import ARTICLE
 
 from conftest import tiny_recipe
 
@@ -112,7 +112,7 @@ def test_compile_wraps_the_step_and_warns_on_cpu(monkeypatch, caplog, iv1):
         return fn
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    with caplog.at_level(logging.WARNING, logger="fvcli.loop"):
+    with caplog.at_level(logging.WARNING, logger="fvcli.optvis.loop"):
         snap = _render(iv1, compile=True)
     assert calls == [{"backend": "inductor", "dynamic": False}]
     assert "slower than eager on the CPU" in caplog.text
@@ -193,12 +193,12 @@ def test_cpu_bf16_autocast_keeps_lrn_and_the_image_conv_in_fp32_and_renders(iv1)
 
 
 def test_cpu_bf16_warns_once_where_the_cpu_has_no_bf16_instructions(monkeypatch, caplog):
-    from fvcli import loop
+    from fvcli.optvis import loop
 
     cpu = torch.device("cpu")
     loop._warn_once.cache_clear()
     monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
-    with caplog.at_level("WARNING", logger="fvcli.loop"):
+    with caplog.at_level("WARNING", logger="fvcli.optvis.loop"):
         for _ in range(3):
             with loop.autocast(cpu, "bf16"):
                 assert torch.is_autocast_enabled("cpu")
@@ -207,7 +207,7 @@ def test_cpu_bf16_warns_once_where_the_cpu_has_no_bf16_instructions(monkeypatch,
     caplog.clear()
     loop._warn_once.cache_clear()
     monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
-    with caplog.at_level("WARNING", logger="fvcli.loop"), loop.autocast(cpu, "bf16"), loop.autocast(cpu, "fp32"):
+    with caplog.at_level("WARNING", logger="fvcli.optvis.loop"), loop.autocast(cpu, "bf16"), loop.autocast(cpu, "fp32"):
         pass
     assert not caplog.records
 
@@ -216,7 +216,7 @@ def test_fv_adam_is_bitwise_torch_adam_and_does_not_import_dynamo():
     import subprocess
     import sys
 
-    from fvcli.optim import Adam
+    from fvcli.optvis.optim import Adam
 
     g = torch.Generator().manual_seed(0)
     ours = [torch.randn(2, 3, 5, 4, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_(),
@@ -232,7 +232,7 @@ def test_fv_adam_is_bitwise_torch_adam_and_does_not_import_dynamo():
     for p, q in zip(ours, theirs):
         assert torch.equal(p, q)
     assert ours[0].is_contiguous(memory_format=torch.channels_last)
-    code = ("import sys, torch; from fvcli.optim import Adam; p = torch.zeros(3, requires_grad=True); o = Adam([p], 0.1);"
+    code = ("import sys, torch; from fvcli.optvis.optim import Adam; p = torch.zeros(3, requires_grad=True); o = Adam([p], 0.1);"
             " p.sum().backward(); o.step(); print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

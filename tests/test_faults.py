@@ -20,9 +20,9 @@ from fvcli.cli import app
 from fvcli.errors import FvRuntimeError
 from fvcli.outputs import read_png
 from fvcli.recipe import load_recipe
-from fvcli.runner import OomBackoff, is_out_of_memory, render_units
+from fvcli.runner.batch import OomBackoff, is_out_of_memory, render_units
 from fvcli.sweep import ChannelRenderer, finalize, run_sweep, select_units
-from fvcli.units import parse_units
+from fvcli.units.unit import parse_units
 
 SETS = ["render.steps=2", "render.size=32", "model.weights=random:0"]
 
@@ -88,7 +88,7 @@ def test_out_of_memory_with_one_image_is_a_clear_error(iv1, recipe, tmp_path):
 
 
 def test_out_of_memory_in_fv_render_halves_too(iv1, recipe, tmp_path, monkeypatch):
-    import fvcli.runner as runner
+    import fvcli.runner.batch as runner
 
     real, sizes = runner.run_batch, []
 

@@ -16,7 +16,7 @@ from fvcli.cli import app
 from fvcli.errors import FvError
 from fvcli.models import ModelOptions, load_model
 from fvcli.recipe import Recipe, TOP_KEYS, from_dict, load_recipe
-from fvcli.units import Unit, parse_units
+from fvcli.units.unit import Unit, parse_units
 
 from conftest import FUZZ_CASES as CASES  # printed in pytest's terminal summary
 

@@ -18,8 +18,8 @@ import torch
 from conftest import SHARED
 from fvcli.outputs import to_uint8
 from fvcli.recipe import load_recipe
-from fvcli.runner import run_batch
-from fvcli.units import Unit
+from fvcli.runner.batch import run_batch
+from fvcli.units.unit import Unit
 
 JUDGE = SHARED / "judges" / "mobilenet_v1_0.5_160" / "judge.pt"
 CLASSES = list(range(1, 1001, 200))  # 1, 201, 401, 601, 801

@@ -14,9 +14,9 @@ from fvcli.errors import FvError
 from fvcli.models import Capture, ModelOptions, load_model
 from fvcli.models.inceptionv1 import InceptionV1
 from fvcli.models.layers import LocalResponseNorm, RedirectedReLU
-from fvcli.objectives import Objective
-from fvcli.loop import REDIRECT_STEPS, LoopSettings, render_batch
-from fvcli.weights import file_sha256
+from fvcli.optvis.objectives import Objective
+from fvcli.optvis.loop import REDIRECT_STEPS, LoopSettings, render_batch
+from fvcli.models.weights import file_sha256
 
 # ../shared/facts/inceptionv1.md, "Channel counts" (shapes at a 224x224 input).
 SINGLE_LAYERS = {

@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 from fvcli.cli import app
 from fvcli.models import Capture, ModelOptions, load_model
-from fvcli.coupled_objectives import Alignment, Interpolate
-from fvcli.objectives import Channel
-from fvcli.param import SharedImage
-from fvcli.interpolate import default_alignment_layer, interpolate, write_interpolation
+from fvcli.optvis.coupled_objectives import Alignment, Interpolate
+from fvcli.optvis.objectives import Channel
+from fvcli.optvis.param import SharedImage
+from fvcli.figures.interpolation import default_alignment_layer, interpolate, write_interpolation
 from fvcli.recipe import load_recipe
-from fvcli.units import parse_units
+from fvcli.units.unit import parse_units
 
 MOBILENET = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2_imagenet"
 

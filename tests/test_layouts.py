@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fvcli.errors import FvError
-from fvcli.expr import parse_expression
+from fvcli.units.expr import parse_expression
 from fvcli.models import (
     Capture,
     LoadedModel,
@@ -26,11 +26,11 @@ from fvcli.models import (
     parse_layouts,
     prefix_key,
 )
-from fvcli.objectives import Channel, LayerDream, Neuron, random_direction
+from fvcli.optvis.objectives import Channel, LayerDream, Neuron, random_direction
 from fvcli.recipe import load_recipe
-from fvcli.loop import LoopSettings, render_batch
+from fvcli.optvis.loop import LoopSettings, render_batch
 from fvcli.sweep import finalize, run_sweep, select_units
-from fvcli.units import parse_units
+from fvcli.units.unit import parse_units
 
 VIT_BLOCK = "encoder.layers.encoder_layer_1"  # early: truncation stops the forward after two blocks
 

@@ -1,4 +1,4 @@
-"""MACO (fvcli/param_maco.py) and natural-image spectra (fvcli/spectrum.py, `fv spectrum`)."""
+"""MACO (fvcli/optvis/maco.py) and natural-image spectra (fvcli/optvis/spectrum.py, `fv spectrum`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,12 +7,12 @@ import torch
 from PIL import Image
 
 from conftest import MOBILENET_DIR, tiny_recipe
-from fvcli.param_maco import MacoImage
-from fvcli.loop import unit_generators
-from fvcli.runner import run_batch
-from fvcli.spectrum import (DEFAULT_ALPHA, compute_spectrum, fit_power_law, image_files, load_spectrum,
+from fvcli.optvis.maco import MacoImage
+from fvcli.optvis.loop import unit_generators
+from fvcli.runner.batch import run_batch
+from fvcli.optvis.spectrum import (DEFAULT_ALPHA, compute_spectrum, fit_power_law, image_files, load_spectrum,
                             power_law_spectrum)
-from fvcli.units import parse_units
+from fvcli.units.unit import parse_units
 
 PHOTOS = MOBILENET_DIR / "photos"
 
@@ -103,7 +103,7 @@ def test_fv_spectrum_on_mixed_sizes(cli, tmp_path):
 
 @pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"photos not found at {PHOTOS}")
 def test_default_power_law_matches_the_photos():
-    """The default magnitude's exponent is the photos' measurement (fvcli/spectrum.py DEFAULT_ALPHA)."""
+    """The default magnitude's exponent is the photos' measurement (fvcli/optvis/spectrum.py DEFAULT_ALPHA)."""
     fits = {}
     for size in (128, 224):
         mag, n = compute_spectrum(image_files(PHOTOS), size)

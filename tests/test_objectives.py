@@ -7,13 +7,13 @@ import torch
 
 from fvcli.errors import FvError
 from conftest import tiny_recipe
-from fvcli.metrics import high_frequency_energy
+from fvcli.optvis.metrics import high_frequency_energy
 from fvcli.models import Capture
-from fvcli.objectives import Channel, ClassLogit, ClassProb, LayerDream, Neuron, PerImage, Sum, random_direction
-from fvcli.penalties import L1, BlurEachStep, TotalVariation, regularizers
-from fvcli.loop import LoopSettings, render_batch
-from fvcli.runner import run_batch
-from fvcli.units import Unit, parse_units
+from fvcli.optvis.objectives import Channel, ClassLogit, ClassProb, LayerDream, Neuron, PerImage, Sum, random_direction
+from fvcli.optvis.penalties import L1, BlurEachStep, TotalVariation, regularizers
+from fvcli.optvis.loop import LoopSettings, render_batch
+from fvcli.runner.batch import run_batch
+from fvcli.units.unit import Unit, parse_units
 
 SIZE, STEPS = 32, 24  # InceptionV1 (random:0) renders: one size for all tests (each new shape costs a warm-up)
 

@@ -10,7 +10,7 @@ import yaml
 from fvcli.errors import FvError
 from fvcli.models import Preprocess
 from fvcli.recipe import CONFIG_DIR, Recipe, from_dict, load_recipe, to_yaml
-from fvcli.transforms import ARTICLE, LUCID, STRONG, Crop, Jitter, Pad, Rotate, Scale
+from fvcli.optvis.transforms import ARTICLE, LUCID, STRONG, Crop, Jitter, Pad, Rotate, Scale
 
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 

@@ -16,11 +16,11 @@ import torch
 
 from fvcli.errors import FvRuntimeError
 from fvcli.models import ModelOptions, load_model
-from fvcli.objectives import Channel, Objective
+from fvcli.optvis.objectives import Channel, Objective
 from fvcli.outputs import atomic_write_bytes, atomic_write_json
 from fvcli.recipe import load_recipe
-from fvcli.runner import run_batch, write_batch
-from fvcli.units import Unit, safe_name
+from fvcli.runner.batch import run_batch, write_batch
+from fvcli.units.unit import Unit, safe_name
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from conftest import tiny_recipe
-from fvcli.metrics import HF_CUTOFF, high_frequency_energy
+from fvcli.optvis.metrics import HF_CUTOFF, high_frequency_energy
 from fvcli.outputs import read_png, to_uint8
 from fvcli.recipe import load_recipe
-from fvcli.loop import derive_seed, unit_generators
-from fvcli.runner import plan_batches, render_units, run_batch, unit_seed
-from fvcli.transforms import Schedule
-from fvcli.units import Unit, parse_units
+from fvcli.optvis.loop import derive_seed, unit_generators
+from fvcli.runner.batch import plan_batches, render_units, run_batch, unit_seed
+from fvcli.optvis.transforms import Schedule
+from fvcli.units.unit import Unit, parse_units
 
 SIZE = 32  # InceptionV1 (random:0) renders in this file
 PIXEL_TOLERANCE = 2  # max |difference| in 8-bit levels between a unit rendered alone and in a batch

@@ -1,4 +1,4 @@
-"""Robustness beyond the article's suite (fvcli/transforms.py): zoom, noise, blur, copies.
+"""Robustness beyond the article's suite (fvcli/optvis/transforms.py): zoom, noise, blur, copies.
 
 Each image's random values come from its own generator (per unit, not per batch), copies are really rendered and
 averaged, and the article's chain draws exactly what it drew before these steps existed.
@@ -12,12 +12,12 @@ import torch
 
 from conftest import tiny_recipe
 from fvcli.errors import FvError
-from fvcli.metrics import high_frequency_energy
-from fvcli.objectives import Objective
-from fvcli.recipe_transforms import parse_transforms, transforms_to_yaml
-from fvcli.loop import optimize, unit_generators
-from fvcli.param import make_param
-from fvcli.transforms import ARTICLE, Blur, Copies, Crop, Noise, Pad, Rotate, Schedule, Zoom, draw, gaussian_blur
+from fvcli.optvis.metrics import high_frequency_energy
+from fvcli.optvis.objectives import Objective
+from fvcli.recipe.chains import parse_transforms, transforms_to_yaml
+from fvcli.optvis.loop import optimize, unit_generators
+from fvcli.optvis.param import make_param
+from fvcli.optvis.transforms import ARTICLE, Blur, Copies, Crop, Noise, Pad, Rotate, Schedule, Zoom, draw, gaussian_blur
 
 H = W = 32
 CHAIN = (Pad(4), Zoom(0.7, 1.5), Rotate((-10.0, 0.0, 10.0)), Blur(0.0, 1.5), Noise(0.05), Copies(3), Crop())
@@ -127,7 +127,7 @@ def test_transforms_written_for_one_size_keep_their_strength_at_another():
     from dataclasses import replace
 
     from fvcli.recipe import from_dict, load_recipe
-    from fvcli.transforms import STRONG, Jitter, at_size
+    from fvcli.optvis.transforms import STRONG, Jitter, at_size
 
     q = load_recipe("quality")
     assert q.transforms == STRONG and q.render.transforms_at_size == 224

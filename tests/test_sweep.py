@@ -27,7 +27,7 @@ from fvcli.errors import FvError
 from fvcli.outputs import read_png
 from fvcli.recipe import from_dict as recipe_from_dict
 from fvcli.recipe import load_recipe
-from fvcli.runner import render_units
+from fvcli.runner.batch import render_units
 from fvcli.sweep import (
     SPRITE,
     assign_shards,
@@ -42,7 +42,7 @@ from fvcli.sweep import (
     shard_from_env,
     sheet_tile,
 )
-from fvcli.units import Unit
+from fvcli.units.unit import Unit
 
 STEPS, SIZE = 2, 32
 SETS = [f"render.steps={STEPS}", f"render.size={SIZE}", "model.weights=random:0"]
@@ -351,7 +351,7 @@ def test_makefile_sweep_targets(tmp_path):
 
 
 def test_batch_size_auto_is_fixed_when_the_directory_is_created(model, recipe, units, tmp_path, monkeypatch):
-    from fvcli import autobatch
+    from fvcli.runner import autobatch
 
     monkeypatch.setenv("FV_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()

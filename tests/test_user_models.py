@@ -18,7 +18,7 @@ import fvcli
 from fvcli.errors import FvError
 from fvcli.models.layers import RedirectedReLU
 from fvcli.outputs import read_png
-from fvcli.weights import state_dict_sha256
+from fvcli.models.weights import state_dict_sha256
 
 NET_PY = textwrap.dedent('''
     import torch

@@ -15,9 +15,20 @@ from pathlib import Path
 
 from ..errors import FvError, did_you_mean
 from .core import Context, Figure, figure_done, write_figure
-from .figures import (appendix_figure, diversity_figure, examples_figure, interaction_figure, objectives_figure,
-                      progress_figure)
-from .optimization import checkerboard_figure, enemy_figure, preconditioning_figure, regularization_figure
+from .figures import (
+    appendix_figure,
+    diversity_figure,
+    examples_figure,
+    interaction_figure,
+    objectives_figure,
+    progress_figure,
+)
+from .optimization import (
+    checkerboard_figure,
+    enemy_figure,
+    preconditioning_figure,
+    regularization_figure,
+)
 from .page import write_page
 
 log = logging.getLogger(__name__)

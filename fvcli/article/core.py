@@ -25,15 +25,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ..metrics import high_frequency_energy
 from ..models import Capture, LoadedModel
-from ..objectives import Objective, PerImage
+from ..optvis.loop import LoopSettings, Snapshot, derive_seed, render_batch
+from ..optvis.metrics import high_frequency_energy
+from ..optvis.objectives import Objective, PerImage
+from ..optvis.preconditioners import GradientSpec
+from ..optvis.transforms import ARTICLE, Step, at_size
 from ..outputs import atomic_write_bytes, atomic_write_json, png_bytes, to_uint8
-from ..preconditioners import GradientSpec
 from ..recipe import Recipe
-from ..loop import LoopSettings, Snapshot, derive_seed, render_batch
-from ..transforms import ARTICLE, Step, at_size
-from ..units import Unit
+from ..units.unit import Unit
 
 FIGURE_FORMAT = 1  # bump when a figure's content changes, so old outputs are rebuilt rather than skipped
 ARTICLE_SIZE = 224  # the size the article's pixel amounts (pad 16, jitter 16 / 8) refer to

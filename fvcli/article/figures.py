@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..coupled_objectives import Diversity, gram_cosines
-from ..objectives import random_direction
+from ..optvis.coupled_objectives import Diversity, gram_cosines
+from ..optvis.objectives import random_direction
 from ..outputs import to_uint8
 from ..recipe import ParamRecipe, Recipe
-from ..units import Unit
+from ..units.unit import Unit
 from .core import Context, FigureResult, Panel, hf, with_render
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,13 @@ def objectives_figure(ctx: Context) -> FigureResult:
 
 def examples_figure(ctx: Context) -> FigureResult:
     """The channel's optimized image beside its dataset examples (fv examples' library functions)."""
-    from ..examples import ExampleSettings, examples_grid, list_images, run_examples, unit_examples
+    from ..examples import (
+        ExampleSettings,
+        examples_grid,
+        list_images,
+        run_examples,
+        unit_examples,
+    )
 
     assert ctx.images is not None, "the examples figure needs an image folder"
     u = ctx.unit
@@ -115,7 +121,7 @@ def diversity_figure(ctx: Context) -> FigureResult:
 
 def interaction_figure(ctx: Context) -> FigureResult:
     """Neuron arithmetic (a, b, a + b, a - b), a random direction, and an interpolation strip from a to b."""
-    from ..interpolate import interpolate
+    from ..figures.interpolation import interpolate
 
     m, a, b = ctx.model, ctx.unit, ctx.unit_b
     oa, ob = a.objective(m), b.objective(m)
@@ -150,7 +156,7 @@ def progress_figure(ctx: Context) -> FigureResult:
 
 def appendix_figure(ctx: Context) -> FigureResult:
     """The Distill appendix row (neuron, channel, negative, 4 diversity facets) for a few channels of the layer."""
-    from ..panels import render_panels
+    from ..figures.panels import render_panels
 
     u = ctx.unit
     n = ctx.model.layer(u.layer).channels

@@ -17,9 +17,9 @@ from dataclasses import replace
 
 from ..errors import FvError
 from ..models import LoadedModel, expected_weights_path, get_spec
+from ..optvis.loop import derive_seed
 from ..recipe import Recipe, load_recipe
-from ..loop import derive_seed
-from ..units import Unit, parse_units
+from ..units.unit import Unit, parse_units
 from .core import Network
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ method would take, in image space:
 - Fourier / decorrelated Fourier: L L^T g, where L maps the parameter to the pre-sigmoid image (irfft2 of the
   1/f-scaled spectrum, then the color matrix). A gradient step of size e on the parameter moves the image by
   e L L^T g: steepest descent under the metric that parameterization induces;
-- the gradient preconditioners of fvcli/preconditioners.py (gradient blur, Laplacian-pyramid normalization).
+- the gradient preconditioners of fvcli/optvis/preconditioners.py (gradient blur, Laplacian-pyramid normalization).
 Each is shown as 0.5 + 0.5 d / max|d| with its high-frequency fraction; the article's claim is that L-infinity has
 more high-frequency energy than L2 and the decorrelated Fourier direction much less.
 """
@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import torch
 
-from ..bilateral import BilateralEachStep
 from ..models import Capture
-from ..objectives import Objective
-from ..penalties import L1, BlurEachStep, TotalVariation
-from ..param import COLOR_CORRELATION_NORMALIZED, FOURIER_MAGIC, fft_scale
-from ..preconditioners import GradientSpec, gaussian_blur, laplacian_normalize
-from ..transforms import Crop, Jitter, Pad, Rotate, Scale
-from ..units import Unit
+from ..optvis.bilateral import BilateralEachStep
+from ..optvis.color import COLOR_CORRELATION_NORMALIZED
+from ..optvis.objectives import Objective
+from ..optvis.param import FOURIER_MAGIC, fft_scale
+from ..optvis.penalties import L1, BlurEachStep, TotalVariation
+from ..optvis.preconditioners import GradientSpec, gaussian_blur, laplacian_normalize
+from ..optvis.transforms import Crop, Jitter, Pad, Rotate, Scale
+from ..units.unit import Unit
 from .core import Context, FigureResult, Panel, hf
 
 ENEMY_STEPS = (1, 16, 64, 256, 1024)

@@ -22,7 +22,25 @@ import torch
 from torch import nn
 
 from ..errors import FvError, did_you_mean, summarize_choices
-from ..weights import (
+from . import rewrites
+from .capture import Capture, channel_first, fit_input, prefix_key  # noqa: F401  (re-exported)
+from .catalog import (  # noqa: F401  (re-exported)
+    LAYOUTS,
+    Catalog,
+    LayerInfo,
+    Layout,
+    build_catalog,
+    parse_layouts,
+    undecided_message,
+)
+from .families import main_layers as family_main_layers
+from .layers import (
+    RedirectedReLU,
+    install_redirected_relu,
+    install_stem_conv,
+    set_relu_redirect,
+)
+from .weights import (
     WeightsFile,
     apply_state_dict,
     cache_dir,
@@ -31,13 +49,6 @@ from ..weights import (
     load_state_dict_file,
     state_dict_sha256,
 )
-from .capture import Capture, channel_first, fit_input, prefix_key  # noqa: F401  (re-exported)
-from .catalog import (  # noqa: F401  (re-exported)
-    LAYOUTS, Catalog, LayerInfo, Layout, build_catalog, parse_layouts, undecided_message,
-)
-from .families import main_layers as family_main_layers
-from . import rewrites
-from .layers import RedirectedReLU, install_redirected_relu, install_stem_conv, set_relu_redirect
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import FvError, summarize_choices
-from ..weights import _load_error_reason
+from .weights import _load_error_reason
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The `demo` model: a compact CNN that fv trains itself on procedural images whose classes are known
-(fvcli/demo_data.py; scripts/train_demo_model.py reproduces the shipped weights). It runs offline, so a newcomer
+(fvcli/models/demo_data.py; scripts/train_demo_model.py reproduces the shipped weights). It runs offline, so a newcomer
 sees fv work without downloading anything, and tests can check that a visualization shows the class's real look.
 
 Two independently trained copies ship: the model (seed 0) and a judge (seed 1) used by scripts/bench_quality.py.
@@ -18,21 +18,21 @@ PREPROCESS = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
 def _build(opts: ModelOptions):
-    from ..demo_data import DEMO_CLASSES
+    from .demo_data import DEMO_CLASSES
     from .demo_net import build_demo_net
 
     return build_demo_net(opts.num_classes or len(DEMO_CLASSES))
 
 
 def _labels():
-    from ..demo_data import DEMO_CLASSES
+    from .demo_data import DEMO_CLASSES
 
     return tuple(DEMO_CLASSES)
 
 
 def _num_classes() -> int:
     try:
-        from ..demo_data import DEMO_CLASSES
+        from .demo_data import DEMO_CLASSES
 
         return len(DEMO_CLASSES)
     except ImportError:  # the generator is part of the package; this only guards a broken install

@@ -1,4 +1,4 @@
-"""The `demo` network: a compact CNN (~0.3 M parameters) that fv trains itself on `fvcli.demo_data` images.
+"""The `demo` network: a compact CNN (~0.3 M parameters) that fv trains itself on `fvcli.models.demo_data` images.
 
 Layout (module paths are the names to address layers by; shapes at the native 64x64 input):
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..demo_data import DEMO_CLASSES
+from .demo_data import DEMO_CLASSES
 
 INPUT_MEAN = 0.5
 INPUT_STD = 0.25

@@ -1,11 +1,17 @@
-"""The built-in model specs: `inceptionv1` (default) and `demo`."""
+"""The built-in model specs: `inceptionv1` (the article's network, the default) and `demo`.
+
+A spec is data (how to build the network, its preprocessing, native size and weights file), registered by name so
+`--model NAME` and `fv weights fetch NAME` find it; the other sources (torchvision, timm, the user's code) build
+their specs on demand in their own modules. InceptionV1's weights are the converted lucid graph, checked against
+an exact key and shape list when loaded, because a mislabelled checkpoint would otherwise render silently wrong.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..weights import WeightsFile
 from . import ModelOptions, ModelSpec, Preprocess, register
 from . import inceptionv1 as iv1
+from .weights import WeightsFile
 
 INCEPTION5H = WeightsFile(
     filename="inception5h.pth",

@@ -20,8 +20,8 @@ import socket
 from torch import nn
 
 from ..errors import FvError, did_you_mean, summarize_choices
-from ..weights import apply_state_dict, state_dict_sha256
 from . import IMAGENET_MEAN, IMAGENET_STD, ModelOptions, ModelSpec, Preprocess
+from .weights import apply_state_dict, state_dict_sha256
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,16 @@ import torch
 from torch import nn
 
 from ..errors import FvError, FvRuntimeError, did_you_mean, summarize_choices
-from ..weights import WeightsFile, apply_state_dict, cache_dir, download, file_sha256, load_state_dict_file
 from . import IMAGENET_MEAN, IMAGENET_STD, ModelOptions, ModelSpec, Preprocess
 from .families import main_layers as family_main_layers
+from .weights import (
+    WeightsFile,
+    apply_state_dict,
+    cache_dir,
+    download,
+    file_sha256,
+    load_state_dict_file,
+)
 
 # Main layers for `fv sweep` given by name; other architectures: the family rules of families.py.
 _MAIN_LAYERS = {

@@ -1,0 +1,13 @@
+"""The `fv` command line: thin Typer commands over the library, and nothing else.
+
+Each command parses its arguments, builds a recipe (defaults < YAML < `--set` < flags) and calls one library
+function; errors become one line and an exit code (2 bad input, 1 runtime failure). The parts: `common` (the app,
+shared option types, error handling, logging), `commands` (render, sweep, examples, interpolate, article, spectrum,
+...), `admin` (weights and recipes) and `completion` (shell completion that never imports torch). Importing this
+package imports neither torch nor torchvision: `fv --help` stays instant.
+"""
+from __future__ import annotations
+
+from .commands import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,247 @@
+"""Sweep planning: which units a sweep renders, how they are cut into batches, what each batch costs, and which
+shard renders which batch.
+
+Everything here is a pure function of the selection, the batch size and the architecture -- never of the shard, of
+what is already done or of the order of the arguments -- so independent processes (shards of a SLURM array, a rerun
+after a crash) compute the same plan without talking to each other. That is what makes a unit's PNG the same
+whichever shard renders it (see fvcli/sweep/run.py). The selection is also written into each shard's state file in a
+compact form (`selection_doc`), so that `finalize` knows what was asked for even for units no shard has written yet.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import FvError
+from ..models import LoadedModel, fit_input
+from ..units.unit import Unit, parse_units, safe_name
+
+SWEEP_KINDS = ("channel", "neuron", "logit", "prob")  # units with a channel number (dream units have none)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Units and plan
+
+
+def select_units(model: LoadedModel, specs: Sequence[str] | None) -> list[Unit]:
+    """`LAYER` (every channel), `LAYER:0-63`, `logit:all`, ... -> units; default: every channel of the main layers."""
+    specs = list(specs or [])
+    if not specs:
+        specs = list(model.main_layers)
+        if not specs:
+            raise FvError(f"model {model.name} has no main layers; name the layers to sweep (`fv layers {model.name}`)")
+    units: list[Unit] = []
+    for text in specs:
+        text = text.strip()
+        if ":" not in text:
+            model.layer(text)  # validates, with a did-you-mean
+            text = f"{text}:all"
+        for u in parse_units(text, model):
+            if u.kind not in SWEEP_KINDS or (u.kind == "neuron" and (u.x is not None or u.prefix is not None)):
+                raise FvError(f"fv sweep renders channels (LAYER, LAYER:0-63, logit:all, LAYER:5@center), "
+                              f"not {u.label!r}; use `fv render` for it")
+            units.append(u)
+    return list(dict.fromkeys(units))
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    index: int  # position in the plan
+    layer: str
+    kind: str
+    chunk: int  # channels [chunk*B, (chunk+1)*B) of the layer
+    units: tuple[Unit, ...]
+    cost: int  # estimated cost (FLOPs of the truncated forward pass x images)
+
+    @property
+    def id(self) -> str:
+        return f"{safe_name(self.layer)}/{self.kind}-{self.chunk:05d}"
+
+
+_KIND_ORDER = {k: i for i, k in enumerate(SWEEP_KINDS)}
+
+
+def plan_sweep(units: Sequence[Unit], batch_size: int, cost_per_image: Mapping[str, int],
+               order: Mapping[str, int] | None = None) -> list[PlannedBatch]:
+    """Cut units into batches: one (layer, kind) per batch, batch k holding channels [k*B, (k+1)*B).
+
+    Batches are ordered by the layers' position in the network (`order`), then kind and chunk, so the plan is the
+    same whatever the order of the arguments."""
+    if batch_size < 1:
+        raise FvError(f"bad batch size {batch_size}: expected >= 1")
+    order = order or {}
+    groups: dict[tuple[str, str, int], list[Unit]] = {}
+    for u in dict.fromkeys(units):
+        groups.setdefault((u.layer, u.kind, u.channel // batch_size), []).append(u)
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 1 << 30), k[0], _KIND_ORDER[k[1]], k[2]))
+    plan = []
+    for i, (layer, kind, chunk) in enumerate(keys):
+        members = tuple(sorted(groups[(layer, kind, chunk)], key=lambda u: u.channel))
+        plan.append(PlannedBatch(i, layer, kind, chunk, members, max(1, int(cost_per_image.get(layer, 1))) * len(members)))
+    return plan
+
+
+def assign_shards(costs: Sequence[int], n: int) -> list[int]:
+    """Greedy longest-processing-time: the costliest batch first, each to the least-loaded shard (ties: lowest index).
+
+    Deterministic; the most and least loaded shards differ by at most one batch's cost."""
+    if n < 1:
+        raise FvError(f"bad shard count {n}: expected >= 1")
+    out = [0] * len(costs)
+    heap = [(0, s) for s in range(n)]
+    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        load, s = heapq.heappop(heap)
+        out[i] = s
+        heapq.heappush(heap, (load + costs[i], s))
+    return out
+
+
+class _Seen(Exception):
+    """Raised by a hook once every layer has been reached (the rest of the forward pass is skipped)."""
+
+
+def layer_costs(model: LoadedModel, layers: Iterable[str], size: int) -> dict[str, int]:
+    """Multiply-adds of the convolutions and linear layers run before each layer's output, per image at `size` px.
+
+    One forward pass of a (1, 3, size, size) zero image with hooks; depends only on the architecture and the size."""
+    layers = list(dict.fromkeys(layers))
+    total = [0]
+    at_path: dict[str, int] = {}
+    handles = []
+
+    def count(m: nn.Module, _inp, out) -> None:
+        if not isinstance(out, torch.Tensor):
+            return
+        per_image = out.numel() // max(1, out.shape[0])
+        if isinstance(m, nn.Conv2d):
+            total[0] += per_image * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total[0] += per_image * m.in_features
+
+    modules = dict(model.net.named_modules())
+    paths = {model.layer(name).path for name in layers}
+
+    def mark(path: str):
+        def hook(_m, _inp, _out) -> None:
+            at_path.setdefault(path, total[0])
+            if len(at_path) == len(paths):
+                raise _Seen  # stop at the deepest layer asked for, as the rendering does
+        return hook
+
+    try:
+        for m in modules.values():  # counting hooks first: a layer that is itself a conv includes its own cost
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                handles.append(m.register_forward_hook(count))
+        for p in paths:
+            handles.append(modules[p].register_forward_hook(mark(p)))
+        with torch.no_grad():
+            model.net(fit_input(model, model.preprocess.apply(torch.zeros(1, 3, size, size, device=model.device))))
+    except _Seen:
+        pass
+    except RuntimeError as exc:
+        raise FvError(f"{model.name} cannot run up to {', '.join(layers)} at {size} px ({exc}); use a larger "
+                      f"--size") from None
+    finally:
+        for h in handles:
+            h.remove()
+    fallback = max([total[0], 1])
+    return {name: max(1, at_path.get(model.layer(name).path, fallback)) for name in layers}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' (0 <= I < N) -> (I, N)."""
+    i_s, sep, n_s = text.strip().partition("/")
+    if not sep or not i_s.strip().isdigit() or not n_s.strip().isdigit():
+        raise FvError(f"bad shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+    i, n = int(i_s), int(n_s)
+    if n < 1:
+        raise FvError(f"bad shard {text!r}: the shard count N must be at least 1, e.g. 0/4")
+    if not 0 <= i < n:
+        raise FvError(f"bad shard {text!r}: the index must be in 0-{n - 1} for {n} shard(s)")
+    return i, n
+
+
+def _env_int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
+    text = str(env[name]).strip()
+    if not text.isdigit() or int(text) < minimum:
+        raise FvError(f"bad {name}={env[name]!r} in the environment: expected an integer >= {minimum}")
+    return int(text)
+
+
+def shard_from_env(env: Mapping[str, str] | None = None, count: int | None = None) -> tuple[int, int] | None:
+    """The shard given by the environment, or None.
+
+    FV_SHARD=I/N; SLURM job arrays: (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP of
+    SLURM_ARRAY_TASK_COUNT (--array=0-7, 1-8, 0-14:2 and a %K concurrency cap all work; a list such as 1,3,7 does
+    not); Kubernetes indexed jobs: JOB_COMPLETION_INDEX of FV_SHARD_COUNT or `count` (a pod does not see its job's
+    completions count, so set FV_SHARD_COUNT to it in the pod template)."""
+    env = os.environ if env is None else env
+    if env.get("FV_SHARD"):
+        return parse_shard(env["FV_SHARD"])
+    if env.get("SLURM_ARRAY_TASK_ID"):
+        if not count and not env.get("SLURM_ARRAY_TASK_COUNT"):
+            raise FvError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --shard-count N")
+        n = count or _env_int(env, "SLURM_ARRAY_TASK_COUNT", 1)
+        offset = _env_int(env, "SLURM_ARRAY_TASK_ID") - (_env_int(env, "SLURM_ARRAY_TASK_MIN")
+                                                         if env.get("SLURM_ARRAY_TASK_MIN") else 0)
+        step = _env_int(env, "SLURM_ARRAY_TASK_STEP", 1) if env.get("SLURM_ARRAY_TASK_STEP") else 1
+        if offset < 0 or offset % step:
+            raise FvError(f"SLURM array task {env['SLURM_ARRAY_TASK_ID']} is not in the array's range (min "
+                          f"{env.get('SLURM_ARRAY_TASK_MIN')}, step {step}); use a range such as --array=0-{n - 1}")
+        return parse_shard(f"{offset // step}/{n}")
+    if env.get("JOB_COMPLETION_INDEX"):
+        if not count and not env.get("FV_SHARD_COUNT"):
+            raise FvError("JOB_COMPLETION_INDEX is set but the shard count is unknown: set FV_SHARD_COUNT to the "
+                          "job's completions (or pass --shard-count N)")
+        n = count or _env_int(env, "FV_SHARD_COUNT", 1)
+        return parse_shard(f"{_env_int(env, 'JOB_COMPLETION_INDEX')}/{n}")
+    if count:
+        raise FvError("--shard-count needs a shard index from the environment (SLURM_ARRAY_TASK_ID or "
+                      "JOB_COMPLETION_INDEX); or pass --shard I/N")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Selections (what a shard was asked to do), stored in its state file
+
+
+def _ranges(nums: Iterable[int]) -> str:
+    nums = sorted(set(nums))
+    parts, i = [], 0
+    while i < len(nums):
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        parts.append(str(nums[i]) if i == j else f"{nums[i]}-{nums[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _unranges(text: str) -> list[int]:
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def selection_doc(units: Sequence[Unit], order: Mapping[str, int]) -> list[dict]:
+    groups: dict[tuple[str, str], list[int]] = {}
+    for u in units:
+        groups.setdefault((u.layer, u.kind), []).append(u.channel)
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 1 << 30), k[0], _KIND_ORDER[k[1]]))
+    return [{"layer": layer, "kind": kind, "order": order.get(layer), "channels": _ranges(groups[(layer, kind)])}
+            for layer, kind in keys]
+
+
+def selection_units(doc: Sequence[dict]) -> list[Unit]:
+    return [Unit(g["kind"], g["layer"], c) for g in doc for c in _unranges(g["channels"])]
