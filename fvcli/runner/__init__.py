@@ -9,12 +9,12 @@ through here, so a unit's picture is the same whichever job asked for it.
 from __future__ import annotations
 
 from .batch import (
-           BatchResult,
-           plan_batches,
-           render_units,
-           resolve_batch_size,
-           run_batch,
-           unit_seed,
+    BatchResult,
+    plan_batches,
+    render_units,
+    resolve_batch_size,
+    run_batch,
+    unit_seed,
 )
 from .variants import Variant, expand, render_variants
 
