@@ -6,7 +6,7 @@ FV := $(VENV)/bin/fv
 STAMP := $(VENV)/.fv-installed
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo demo-model clean
+.PHONY: install test demo demo-model clean docs
 
 install: $(STAMP)
 
@@ -21,7 +21,12 @@ test: $(STAMP) chromium
 	$(PY) -m pytest
 
 clean:
-	rm -rf out runs .pytest_cache
+	rm -rf out runs site .pytest_cache
+
+# The documentation site (mkdocs.yml, docs/): regenerate the reference pages from the code
+# (scripts/gen_docs_reference.py: the CLI and the recipe keys), then build into site/ (open site/index.html).
+docs: $(STAMP)
+	$(PY) scripts/gen_docs_reference.py && $(PY) -m mkdocs build --strict -d site
 
 # The offline demo (README's first command): fv's own demo model, shipped in the package (fvcli/weights), nothing
 # downloaded. A sweep with the default recipe at the model's native 64 px: the 12 class logits and every channel of
@@ -68,7 +73,7 @@ bench-lucent: $(BENCH_VENV)/.ok
 	$(BENCH_VENV)/bin/python scripts/bench_render.py --layer mixed4a --units 8 --size 224 --steps 40 --rounds 2 \
 		--precision fp32,bf16 --vs-lucent --lucent-batch 1,8
 
-# fv vs lucent on five models (scripts/bench_matrix.py), ends with a markdown table for the README.
+# fv vs lucent on five models (scripts/bench_matrix.py), ends with a markdown table for docs/reports/performance.md.
 # MATRIX_ARGS="--only resnet50,mobilenet_v2 --steps 24" for a subset; --device cuda when there is a GPU.
 MATRIX_ARGS ?=
 bench-matrix: $(BENCH_VENV)/.ok

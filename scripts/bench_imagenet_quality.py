@@ -13,7 +13,7 @@ PNG, read back and scored:
 
 Classes are chosen by a rule written here before any result was seen: BENCH = every 15th ImageNet index starting at
 1 (1, 16, ..., 991: 67 classes); DEV = every 120th index starting at 7 (7, 127, ..., 967: 9 classes, disjoint from
-BENCH) is the only set used to tune a recipe: the candidates and their DEV numbers are in the README, and `quality`
+BENCH) is the only set used to tune a recipe: the candidates and their DEV numbers are in docs/reports/quality.md, and `quality`
 (configs/quality.yaml) and `maco` below were chosen there before any BENCH result. Seeds are fixed (run seed 0; each unit's seed derived from it).
 
 Resumable: every render is a PNG under OUT/RECIPE/ (class-KKKK.png at the last step, class-KKKK.step00128.png at

@@ -1,4 +1,4 @@
-"""Make the README's example pictures (diversity, expressions, directions, interpolation, negatives, appendix
+"""Make the example pictures of docs/guide/beyond.md (diversity, expressions, directions, interpolation, negatives, appendix
 panels) from the real ImageNet MobileNetV2 in ../shared, through the same library calls the CLI makes.
 
     .venv/bin/python scripts/make_examples.py                     # docs/img/*.png (small, palette PNGs)

@@ -94,7 +94,7 @@ ARTICLE = (Pad(16), Jitter(16), Scale((1.0, 0.975, 1.025, 0.95, 1.05)), Rotate(t
 LUCID = (Pad(12), Jitter(8), Scale(tuple(1 + (i - 5) / 50 for i in range(11))),
          Rotate(tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])), Jitter(4), Crop())
 # The stronger geometric suite measured on ImageNet classes of the real MobileNetV2 (../shared/facts/quality.md and
-# the README's quality table): pad 32, jitter 32, scale 0.8-1.2, rotate -20..20 degrees, jitter 16, at 224 px.
+# docs/reports/quality.md): pad 32, jitter 32, scale 0.8-1.2, rotate -20..20 degrees, jitter 16, at 224 px.
 STRONG = (Pad(32), Jitter(32), Scale(tuple(round(0.8 + i * 0.05, 2) for i in range(9))),
           Rotate(tuple(float(a) for a in range(-20, 21, 5))), Jitter(16), Crop())
 PRESETS: dict[str, tuple[Step, ...]] = {"article": ARTICLE, "lucid": LUCID, "strong": STRONG, "none": ()}

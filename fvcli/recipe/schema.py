@@ -137,7 +137,7 @@ class Recipe:
     model: ModelRecipe = ModelRecipe()
     render: RenderRecipe = RenderRecipe()
     param: ParamRecipe = ParamRecipe()
-    transforms: tuple[Step, ...] = PRESETS["strong"]  # the `quality` recipe's (README: quality on ImageNet)
+    transforms: tuple[Step, ...] = PRESETS["strong"]  # the `quality` recipe's (docs/reports/quality.md)
     regularizers: RegularizerRecipe = RegularizerRecipe()
     units: tuple[str, ...] = ()  # units to render when the command line names none
     examples: ExamplesRecipe = ExamplesRecipe()  # `fv examples` settings (not hashed)
