@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .facts import DEAD_RULE
 from .layout import THUMB, e, page, title, u
+from .thumbs import COLS, sprite_cell
 
 
 def _sprites(paths: list[str]) -> str:
@@ -19,9 +20,12 @@ def _sprites(paths: list[str]) -> str:
 
 
 def layer_html(manifest: dict, g: dict, doc: dict, facts: dict[str, dict], prev: dict | None = None,
-               nxt: dict | None = None) -> bytes:
+               nxt: dict | None = None, sprite: str | None = None) -> bytes:
+    """The page; `sprite` is the thumbnails sprite (thumbs.py; tile i = the i-th done unit), None: one lazy <img>
+    per unit."""
     cells = []
     n_dead = 0
+    tile = 0
     for unit, rec in g["units"]:
         cap = str(unit.channel)
         if rec and rec.get("class_label"):
@@ -37,12 +41,14 @@ def layer_html(manifest: dict, g: dict, doc: dict, facts: dict[str, dict], prev:
             cells.append(f"<a class=\"unit{' dead' if dead else ''}\" id=\"c{unit.channel}\" href=\"{u(unit.key + '.html')}\" "
                          f"data-unit=\"{e(unit.label)}\" data-ch=\"{unit.channel}\" data-score=\"{e(score if score is not None else '')}\" "
                          f"data-hf=\"{e(hf if hf is not None else '')}\" data-dead=\"{int(dead)}\" title=\"{e(tip)}\">"
-                         f"<img src=\"{u(str(rec['png']))}\" alt=\"{e(unit.label)}\" loading=\"lazy\" decoding=\"async\" "
-                         f"width=\"{THUMB}\" height=\"{THUMB}\">{e(cap)}</a>")
+                         f"{_thumb(rec, unit, sprite, tile)}{e(cap)}</a>")
+            tile += 1
         else:
             cells.append(f"<div class=\"unit missing\" id=\"c{unit.channel}\" data-ch=\"{unit.channel}\" data-score=\"\" "
                          f"data-hf=\"\" data-dead=\"0\" data-missing=\"{e(unit.label)}\"><div class=\"ph\">?</div>{e(cap)}</div>")
     sheet = f"<a href=\"{u('sheet.png')}\">whole-layer sheet</a>" if doc.get("sheet") else ""
+    if sprite:
+        sheet += f" &middot; <a href=\"{u(sprite)}\">thumbnails</a>"
     sprites = _sprites(doc.get("sprites") or [])
     if doc.get("panel_sheets"):
         sprites += " &middot; appendix panels: " + _sprites(doc["panel_sheets"])
@@ -68,4 +74,13 @@ def layer_html(manifest: dict, g: dict, doc: dict, facts: dict[str, dict], prev:
 {chr(10).join(cells)}
 </div>
 <p>sprites: {sprites}</p>"""
-    return page(f"{g['layer']} - {title(manifest)}", body, "layer", "../..")
+    head = (f"<style>.th{{display:block;width:{THUMB}px;height:{THUMB}px;background:#eee url({u(sprite)}) no-repeat;"
+            f"background-size:{COLS * THUMB}px auto}}</style>" if sprite else "")
+    return page(f"{g['layer']} - {title(manifest)}", body, "layer", "../..", head)
+
+
+def _thumb(rec: dict, unit, sprite: str | None, tile: int) -> str:
+    if sprite:
+        return f"<span class=\"th\" role=\"img\" aria-label=\"{e(unit.label)}\" style=\"{sprite_cell(tile, THUMB)}\"></span>"
+    return (f"<img src=\"{u(str(rec['png']))}\" alt=\"{e(unit.label)}\" loading=\"lazy\" decoding=\"async\" "
+            f"width=\"{THUMB}\" height=\"{THUMB}\">")

@@ -41,7 +41,7 @@ pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:24em}
 svg.curve{background:#fafafa;border:1px solid #ddd;max-width:100%%;height:auto}
 .keys{color:#888;font-size:12px}
 @media (max-width:600px){body{margin:.5em}figure img{width:44vw}figure.small img{width:28vw}
-.unit,.unit img,.missing .ph{width:72px}.unit img,.missing .ph{height:72px}td,th{font-size:12px;word-break:break-all}}
+td,th{font-size:12px;word-break:break-all}}
 """
 
 

@@ -17,6 +17,7 @@ from .facts import layer_facts
 from .index_page import index_html
 from .layer_page import layer_html
 from .script import JS
+from .thumbs import build_sprite
 from .unit_page import unit_html
 
 
@@ -43,8 +44,9 @@ def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Pat
     for i, (g, doc) in enumerate(zip(layers, docs)):
         d = out / "layers" / safe_name(g["layer"])
         facts = layer_facts(d, g["units"])
+        sprite = build_sprite(d, [(unit.key, str(rec["png"])) for unit, rec in g["units"] if rec])
         _write(d / "index.html", layer_html(manifest, g, doc, facts, docs[i - 1] if i > 0 else None,
-                                            docs[i + 1] if i + 1 < len(docs) else None))
+                                            docs[i + 1] if i + 1 < len(docs) else None, sprite))
         written.append(d / "index.html")
         done = [(unit, rec) for unit, rec in g["units"] if rec]
         for unit, rec in g["units"]:
