@@ -32,8 +32,8 @@ async function run() {
   const form = d.getElementById('jump'); form.elements.c.value = '7'; form.requestSubmit();
   out.jumped = [...d.querySelectorAll('.unit.hit')].map(c => c.id);
   out.hash = w.location.hash;
-  form.elements.c.value = '99999'; form.requestSubmit();
-  out.note = d.getElementById('note').textContent;
+  form.elements.c.value = '99999'; form.requestSubmit();  // out of the layer's range: the form refuses it
+  out.overflow = form.elements.c.validity.rangeOverflow; out.note = d.getElementById('note').textContent;
   w = await load(unitUrl); watch(w);
   out.start = w.document.querySelector('h1').dataset.unit;
   w = await key(w, 'ArrowRight'); watch(w); out.right = w.document.querySelector('h1').dataset.unit;

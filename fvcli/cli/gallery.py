@@ -21,6 +21,7 @@ from .common import QuietOpt, VerboseOpt, _setup, app, handle_errors
 
 log = logging.getLogger(__name__)
 
+SMALL_FOLDER = 256  # images: below this, dataset examples are read in the main process
 WITH_CHOICES = "diversity[=N], negative, examples=IMAGES_DIR"
 
 
@@ -116,6 +117,8 @@ def _examples(model, recipe, out: Path, units: list, images: Path, top_k: int | 
     t0 = time.perf_counter()
     if todo:
         folder = list_images(images, limit=limit, exclude=out)
+        if len(folder.files) < SMALL_FOLDER:  # starting loader processes costs more than reading a few images
+            settings = ExampleSettings(**{**settings.__dict__, "workers": 0})
         res = run_examples(model, todo, folder, settings, out=out, resume=True)
         write_examples(out, res, pngs=False)  # the unit page draws its own crops (gallery/media.py); grids ~0.1 s/unit
     seconds = time.perf_counter() - t0
