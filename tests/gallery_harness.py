@@ -46,17 +46,21 @@ run().catch(e => { out.errors.push('harness: ' + e); document.getElementById('re
 </script></body></html>"""
 
 # `#` + a layer page's URL: when the parent's load event fires, the iframe's page and everything on its first screen
-# (the thumbnails sprite) has loaded; report its navigation timing and when the sprite arrived.
+# (the thumbnails sprite) has loaded; report its navigation timing and whether the sprite was there by then.
 FIRST_SCREEN = r"""<!doctype html><html><body><pre id="result">pending</pre>
 <iframe id="f" style="width:1200px;height:800px"></iframe><script>
 const f = document.getElementById('f');
 f.src = decodeURIComponent(location.hash.slice(1));
 window.addEventListener('load', () => {
   const w = f.contentWindow, nav = w.performance.getEntriesByType('navigation')[0];
-  const res = w.performance.getEntriesByType('resource').map(r => [r.name.split('/').pop(), r.responseEnd]);
+  // file:// loads leave no resource-timing entries: ask the image cache instead -- a sprite that arrived before
+  // the load event is complete at once when asked for again
+  const th = w.document.querySelector('.th'), url = th && w.getComputedStyle(th).backgroundImage.slice(5, -2);
+  const probe = new w.Image(); if (url) probe.src = url;
+  const sprite = {url: url || null, complete: probe.complete && probe.naturalWidth > 0, width: probe.naturalWidth};
   const cells = [...w.document.querySelectorAll('#units > *')];
   const first = cells.filter(c => { const r = c.getBoundingClientRect(); return r.top < 800 && r.bottom > 0; }).length;
   document.getElementById('result').textContent = JSON.stringify({load: nav.loadEventEnd, dcl: nav.domContentLoadedEventEnd,
-    resources: res, cells: cells.length, first});
+    sprite, cells: cells.length, first});
 });
 </script></body></html>"""
