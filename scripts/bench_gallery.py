@@ -41,8 +41,7 @@ def cpu_name() -> str:
 
 
 def clear_gallery(out: Path) -> None:
-    for pat in ("index.html", "gallery.js", "layers/*/*.html", "layers/*/thumbs.jpg", "layers/*/.thumbs.sig",
-                "layers/*/.gallery-cache.json"):
+    for pat in ("index.html", "gallery.js", "layers/*/*.html", "layers/*/gallery/*"):
         for p in out.glob(pat):
             p.unlink()
     for p in out.glob("layers/*/ex"):

@@ -56,7 +56,7 @@ def make_images(root: Path, n: int = 24, size: int = 48) -> Path:
 
 def extras_files(out: Path) -> dict[str, str]:
     """sha256 of every file an extra or the gallery's media wrote (facets, negatives, crops, thumbs, sprites)."""
-    pats = ["layers/*/*-div*.png", "layers/*/*-neg.png", "layers/*/ex/*.jpg", "layers/*/thumbs.jpg",
+    pats = ["layers/*/*-div*.png", "layers/*/*-neg.png", "layers/*/ex/*.jpg", "layers/*/gallery/thumbs.jpg",
             "layers/*/*.examples.json"]
     files = {}
     for pat in pats:
@@ -143,7 +143,7 @@ def test_every_extra_is_byte_identical_after_a_killed_run_resumes(rich):
     assert len([k for k in before if re.search(r"-div\d\.png$", k)]) == 224 * FACETS
     d = layer_dir(out, "block3")
     # a run killed half-way: a facet's PNG and record gone, a negative's record gone, crops and the sprite gone
-    for name in ("block3-00070-div1.png", "block3-00070-div1.json", "block3-00100-neg.json", "thumbs.jpg"):
+    for name in ("block3-00070-div1.png", "block3-00070-div1.json", "block3-00100-neg.json", "gallery/thumbs.jpg"):
         (d / name).unlink()
     for p in sorted((d / "ex").glob("*.jpg"))[:5]:
         p.unlink()
@@ -171,7 +171,7 @@ def test_rich_gallery_in_chromium(rich, tmp_path):
         assert res["images"][(d / name).as_uri()] == [16, 16]
     crops = [u for u in res["images"] if "/ex/" in u]
     assert crops and all(res["images"][u] for u in crops)
-    assert res["files"][(d / "thumbs.jpg").as_uri()]
+    assert res["files"][(d / "gallery" / "thumbs.jpg").as_uri()]
 
     (tmp_path / "interact.html").write_text(INTERACT)
     target = f"{(d / 'index.html').as_uri()}|{(d / 'block2-00005.html').as_uri()}"

@@ -10,7 +10,7 @@ layer's directory, by name, never by importing them:
 
 HF fraction: the share of the final image's spectral power above 0.25 cycles per pixel, as
 fvcli/optvis/metrics.high_frequency_energy (numpy here, same formula; ~0.8 is white noise, natural images are far
-lower). It is cached per layer in .gallery-cache.json, keyed by the PNG's size and mtime, so re-finalizing a sweep
+lower). It is cached per layer in gallery/cache.json, keyed by the PNG's size and mtime, so re-finalizing a sweep
 decodes only new pictures.
 
 Dead units (`DEAD_RULE`): a unit is flagged dead when every score its record holds after the redirected-ReLU phase
@@ -35,7 +35,7 @@ DEAD_FRACTION = 0.01
 DEAD_ABS = 1e-6
 DEAD_RULE = (f"every score after step {REDIRECT_STEPS} (the redirected-ReLU phase) is <= {DEAD_FRACTION:g} x the "
              f"layer's median final score (or <= {DEAD_ABS:g})")
-CACHE = ".gallery-cache.json"
+CACHE = "gallery/cache.json"  # the gallery's own files keep to a subfolder of the layer's
 
 
 def hf_fraction(png: Path) -> float | None:

@@ -1,4 +1,4 @@
-"""A layer's thumbnails as one sprite (layers/LAYER/thumbs.jpg), so a layer page of 1,024 units opens at once.
+"""A layer's thumbnails as one sprite (layers/LAYER/gallery/thumbs.jpg), so a layer page of 1,024 units opens at once.
 
 Measured in headless Chromium from file://: with one <img loading="lazy"> per unit, all 1,024 PNGs were still
 requested before the load event (lazy loading did not defer them there), and the first paint of a fabricated
@@ -21,8 +21,8 @@ from ..outputs import atomic_write_bytes
 
 TILE = 64  # px per tile in the sprite (shown at THUMB px; the browser scales)
 COLS = 32
-NAME = "thumbs.jpg"
-SIG = ".thumbs.sig"
+NAME = "gallery/thumbs.jpg"  # under the layer directory: the gallery's own files keep to a subfolder
+SIG = "gallery/thumbs.sig"
 
 
 def sprite_cell(index: int, shown: int) -> str:

@@ -50,6 +50,9 @@ def _examples(ex: dict, end: str) -> str:
 
 def unit_html(manifest: dict, g: dict, unit, rec: dict, prev, nxt, facts: dict, d) -> bytes:
     figs = [_fig(im["png"], im.get("label", "")) for im in rec.get("images") or []]
+    shown = {str(im.get("png")) for im in rec.get("images") or []}  # appendix sweeps list facets as images
+    facts = {**facts, "facets": [p for p in facts.get("facets") or [] if p not in shown],
+             "negative": None if facts.get("negative") in shown else facts.get("negative")}
     if facts.get("alpha"):
         figs.append(_fig(facts["alpha"], "MACO alpha map"))
     extras = []
@@ -64,8 +67,11 @@ def unit_html(manifest: dict, g: dict, unit, rec: dict, prev, nxt, facts: dict, 
                       f"around the maximal activation; from {e(ex.get('images_dir'))}</p>"
                       f"<h3>top</h3><div class=\"exrow\" data-end=\"top\">{_examples(ex, 'top')}</div>"
                       f"<h3>bottom</h3><div class=\"exrow\" data-end=\"bottom\">{_examples(ex, 'bottom')}</div>")
-    if facts.get("examples_png"):
-        extras.append(f"<p><a href=\"{u(facts['examples_png'])}\">examples spectrum grid (max, quantiles, min)</a></p>")
+    grid = facts.get("examples_png") or rec.get("examples_png")
+    if grid:
+        extras.append(f"<figure class=\"examples\"><img src=\"{u(str(grid))}\" alt=\"dataset examples\" loading=\"lazy\">"
+                      f"<figcaption>dataset examples: maximum, slightly positive, slightly negative, minimum</figcaption>"
+                      f"</figure>")
     hf = facts.get("hf")
     stats = (f"final objective {e(_fmt(rec.get('final_score')))} &middot; HF fraction "
              f"{e(f'{hf:.3f}' if hf is not None else '-')}"
