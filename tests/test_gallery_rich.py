@@ -223,3 +223,18 @@ def test_layer_page_of_1024_units_shows_its_first_screen_within_a_second(tmp_pat
         loads.append(res["load"])
     print(f"1024-unit layer page: load event at {loads} ms")
     assert min(loads) < 1000
+
+
+def test_fv_gallery_command(rich):
+    from typer.testing import CliRunner
+
+    from fvcli.cli import app
+
+    out = rich[0]
+    r = CliRunner().invoke(app, ["gallery", str(out), "--with", "negative"])
+    assert r.exit_code == 0, r.output
+    assert "negative: 0 unit(s) done now, 224 already there" in r.output and f"gallery: {out / 'index.html'}" in r.output
+    r = CliRunner().invoke(app, ["gallery", str(out), "--with", "negatives"])
+    assert r.exit_code == 2 and "unknown --with item 'negatives'" in r.output
+    r = CliRunner().invoke(app, ["gallery", str(out.parent / "nothing-here")])
+    assert r.exit_code == 2 and "holds no sweep" in r.output
