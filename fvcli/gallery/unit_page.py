@@ -10,7 +10,9 @@ KEY.html is the unit's permalink.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from ..units.unit import Unit
 from .curve import curve_svg
 from .facts import DEAD_RULE, REDIRECT_STEPS
 from .layout import e, page, title, u
@@ -48,7 +50,9 @@ def _examples(ex: dict, end: str) -> str:
     return "".join(items)
 
 
-def unit_html(manifest: dict, g: dict, unit, rec: dict, prev, nxt, facts: dict, d) -> bytes:
+def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None, nxt: Unit | None, facts: dict,
+              d: Path) -> bytes:
+    """The page of `unit` (record `rec`, facts.layer_facts' entry `facts`, layer directory `d`)."""
     figs = [_fig(im["png"], im.get("label", "")) for im in rec.get("images") or []]
     shown = {str(im.get("png")) for im in rec.get("images") or []}  # appendix sweeps list facets as images
     facts = {**facts, "facets": [p for p in facts.get("facets") or [] if p not in shown],
