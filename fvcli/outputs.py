@@ -70,8 +70,9 @@ def tmp_writer_alive(path: Path) -> bool | None:
     return True
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically: a temporary file in the same directory, fsync, rename."""
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` atomically: a temporary file in the same directory, fsync, rename. `durable=False`
+    skips the fsync, for files any run can derive again (gallery pages): still never partial to a reader."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except OSError as exc:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from ..gallery.pages import CSS, THUMB
+from ..gallery.layout import CSS, THUMB
 from ..outputs import atomic_write_bytes
 from .core import Figure, read_record
 

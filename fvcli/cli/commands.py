@@ -15,6 +15,7 @@ import typer
 
 from ..errors import FvError
 from . import admin as cli_admin  # noqa: F401  (registers `fv weights ...` and `fv recipe ...`)
+from . import gallery as cli_gallery  # registers `fv gallery`; `fv sweep --with` uses its extras
 from .common import (  # noqa: F401  (app, handle_errors, version_text: the public entry points)
     BatchOpt,
     DeviceOpt,
@@ -179,6 +180,7 @@ def sweep_cmd(
     no_finalize: Annotated[bool, typer.Option("--no-finalize", help="Do not build sheets and gallery when the sweep completes.")] = False,
     panels: Annotated[Optional[str], typer.Option("--panels", help="none (one image per channel) or appendix: per channel the appendix's row of neuron, channel, negative and 4 diversity facets (recipe variants.panels).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.0, help="Start no new batch after this many minutes (for cron time slices); rerun to continue.")] = None,
+    with_: Annotated[Optional[str], typer.Option("--with", help=f"Extras for the gallery's unit pages once the sweep is complete: {cli_gallery.WITH_CHOICES} (see `fv gallery`).")] = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -195,6 +197,7 @@ def sweep_cmd(
 
     rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device,
                        {"variants.panels": panels})
+    extras = cli_gallery.parse_with(with_)
     renderer = None
     if rec.variants.panels == "appendix":
         from ..figures.panels import APPENDIX_FACETS, PanelRenderer
@@ -233,6 +236,8 @@ def sweep_cmd(
                f"{report.rendered} rendered, {report.skipped} already done ({report.seconds:.1f} s)")
     if report.stopped_early:  # the sweep's state is a result (cron logs want it), not a hint
         typer.echo("time limit reached; rerun the same command to continue")
+    if report.complete and extras:
+        cli_gallery.add_extras(out, extras, quiet=quiet)
     if report.manifest:
         summary(report.manifest)
     elif not report.complete:
