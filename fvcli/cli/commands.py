@@ -179,6 +179,9 @@ def sweep_cmd(
     no_finalize: Annotated[bool, typer.Option("--no-finalize", help="Do not build sheets and gallery when the sweep completes.")] = False,
     panels: Annotated[Optional[str], typer.Option("--panels", help="none (one image per channel) or appendix: per channel the appendix's row of neuron, channel, negative and 4 diversity facets (recipe variants.panels).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.0, help="Start no new batch after this many minutes (for cron time slices); rerun to continue.")] = None,
+    directions: Annotated[Optional[str], typer.Option("--directions", help="Sweep the rows of a dictionary (D, C) over LAYER instead of its channels: FILE.npy, FILE.pt[:KEY], FILE.safetensors[:KEY] (docs/guide/dictionaries.md); LAYER:0-63 picks rows.")] = None,
+    names: Annotated[Optional[Path], typer.Option("--names", help="With --directions: a text file, one name per row (default FILE's stem + .names.txt if it exists).")] = None,
+    cossim: Annotated[float, typer.Option("--cossim", min=0.0, help="With --directions: lucid's cosine-weighted dot product, dot * max(cos, 0.1)**P (0: plain dot).")] = 0.0,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -203,6 +206,8 @@ def sweep_cmd(
         renderer = PanelRenderer(v.diversity if v.diversity > 1 else APPENDIX_FACETS, v.diversity_weight,
                                  v.diversity_layer)
     out = out if out is not None else default_out(rec, renderer=renderer)
+    if directions is not None and out == default_out(rec, renderer=renderer):  # not the channels' directory
+        out = out.with_name(f"{out.name}-dir-{Path(directions.split(':')[0]).stem}")
 
     def summary(manifest: dict) -> None:
         u = manifest["units"]
@@ -217,7 +222,7 @@ def sweep_cmd(
     from ..models import load_model
 
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
-    units = select_units(m, layer_specs)
+    units = select_units(m, layer_specs, directions, str(names) if names else None, cossim)
     if renderer is not None and renderer.diversity_layer is not None:
         m.layer(renderer.diversity_layer)  # validates (names the valid layers)
     job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite,

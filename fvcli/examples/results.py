@@ -130,6 +130,9 @@ def unit_examples(res: ExamplesResult, j: int, sizes: dict[int, tuple[int, int]]
                                "y": min(u.y if u.y is not None else ms[0] // 2, ms[0] - 1)}
     if u.kind in ("logit", "prob"):
         rec["class_label"] = m.label(u.channel)
+    if u.kind == "direction":  # ranked by the projection onto the dictionary's row
+        rec["class_label"] = u.row_name(m)
+        rec["dictionary"] = u.source.to_dict()
     return rec
 
 
