@@ -15,6 +15,7 @@ import typer
 
 from ..errors import FvError
 from . import admin as cli_admin  # noqa: F401  (registers `fv weights ...` and `fv recipe ...`)
+from . import concepts as cli_concepts  # noqa: F401  (registers `fv concepts`)
 from .common import (  # noqa: F401  (app, handle_errors, version_text: the public entry points)
     BatchOpt,
     DeviceOpt,

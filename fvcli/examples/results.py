@@ -107,8 +107,9 @@ def unit_examples(res: ExamplesResult, j: int, sizes: dict[int, tuple[int, int]]
     }
     rf = res.fields.get(u.layer)
     score = {"channel": f"{res.settings.reduce} over positions", "neuron": "activation at the position",
-             "logit": "logit", "prob": "softmax probability", "dream": "mean of squared activations"}[u.kind]
-    if u.kind == "channel" and res.map_sizes.get(u.layer) is None:
+             "logit": "logit", "prob": "softmax probability", "dream": "mean of squared activations",
+             "direction": f"projection onto the row, {res.settings.reduce} over positions"}[u.kind]
+    if u.kind in ("channel", "direction") and res.map_sizes.get(u.layer) is None:
         score = "activation"
     rec = {
         "format": FORMAT, "unit": u.label, "key": u.key, "kind": u.kind, "layer": u.layer, "channel": u.channel,
