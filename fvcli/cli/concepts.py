@@ -12,7 +12,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, QuietOpt, SetOpt, VerboseOpt, WeightsOpt, _setup, app, handle_errors
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    RecipeOpt,
+    SetOpt,
+    VerboseOpt,
+    WeightsOpt,
+    _setup,
+    app,
+    handle_errors,
+)
 
 
 @app.command("concepts")
@@ -23,7 +34,8 @@ def concepts_cmd(
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100_000, help="Number of concepts (rows of the dictionary).")] = 8,
     method: Annotated[str, typer.Option("--method", help="nmf (non-negative factorization, Building Blocks / CRAFT), pca (principal components) or kmeans (minibatch k-means centers).")] = "nmf",
     out: Annotated[Path, typer.Option("--out", "-o", help="The dictionary (K, C) as .npy; OUT.json (how much it explains) and OUT.names.txt beside it.")] = Path("concepts.npy"),
-    model: ModelOpt = None, weights: WeightsOpt = None, device: DeviceOpt = None, set_: SetOpt = None,
+    recipe: RecipeOpt = None, model: ModelOpt = None, weights: WeightsOpt = None, device: DeviceOpt = None,
+    set_: SetOpt = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only the first N images (after --sample).")] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Use a random sample of N images.")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the image order, the initialization and --sample.")] = 0,
@@ -48,7 +60,7 @@ def concepts_cmd(
 
     if method not in METHODS:
         raise FvError(f"unknown --method {method!r}; valid: {', '.join(METHODS)}")
-    rec = load_recipe(None, set_ or [], {"model.name": model, "model.weights": weights, "render.device": device})
+    rec = load_recipe(recipe, set_ or [], {"model.name": model, "model.weights": weights, "render.device": device})
     folder = list_images(images_dir, limit=limit, sample=sample, seed=seed)
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
     if threads is not None:
@@ -67,4 +79,4 @@ def concepts_cmd(
                f"{r['relative_reconstruction_error']:.3f}) in {r['seconds_total']:.1f} s")
     typer.echo(f"dictionary: {files['npy']} ({k}, {r['channels']}); report: {files['json']}; names: {files['names']}")
     typer.echo(f"render them: fv sweep {r['layer']} --directions {files['npy']}"
-               + (f" --model {m.name}" if model else ""))
+               + (f" --recipe {recipe}" if recipe else f" --model {m.name}" if model else ""))
