@@ -38,7 +38,7 @@ from fvcli.units.unit import Unit  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", default="mobilenet_v2")
+    ap.add_argument("--recipe", default="mobilenet_v2", help="a recipe (its model section), or demo")
     ap.add_argument("--layer", default="features.14")
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--batches", type=int, default=3, help="batches of each kind to time")
@@ -50,7 +50,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    rec = load_recipe(args.recipe, [f"render.steps={args.steps}", f"render.size={args.size}",
+    rec = load_recipe(None if args.recipe == "demo" else args.recipe, [
+        *(["model.name=demo"] if args.recipe == "demo" else []), f"render.steps={args.steps}", f"render.size={args.size}",
                                     f"render.batch_size={args.batch_size}", "render.thresholds=[]"])
     m = load_model(rec.model_options(), "cpu", rec.render.channels_last)
     info = m.layer(args.layer)

@@ -204,8 +204,10 @@ def _load(src: DictSource) -> Dictionary:
     return Dictionary(src, m.contiguous(), _read_names(src, int(m.shape[0])))
 
 
+@functools.lru_cache(maxsize=64)
 def load_dictionary(src: DictSource, layer: str, channels: int) -> Dictionary:
-    """The dictionary as rows over `layer` (`channels` wide), checked: width, finite rows, no zero row. Cached."""
+    """The dictionary as rows over `layer` (`channels` wide), checked: width, finite rows, no zero row. Cached (a
+    sweep asks once per unit: the checks of a (4096, C) matrix would otherwise cost more than the unit's objective)."""
     d = _load(src)
     m = d.matrix
     if m.shape[1] != channels:
