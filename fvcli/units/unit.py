@@ -65,7 +65,8 @@ class Unit:
         if self.kind in ("logit", "prob"):
             return f"{self.kind}-{self.channel:05d}"
         if self.kind == "direction":
-            return safe_name(f"{self.layer}-dir-{self.source.stem}-{self.channel:05d}")
+            cos = f"-cossim{self.source.cossim:g}" if self.source.cossim else ""
+            return safe_name(f"{self.layer}-dir-{self.source.stem}{cos}-{self.channel:05d}")
         base = safe_name(f"{self.layer}-{self.channel:05d}")
         if self.kind == "neuron":
             if self.prefix is not None:
