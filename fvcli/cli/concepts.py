@@ -77,6 +77,10 @@ def concepts_cmd(
     typer.echo(f"{r['images']} images, {r['samples']} samples of {r['channels']} channels: {k} {method} concepts "
                f"explain {100 * r['fraction_of_variance_explained']:.1f}% of the variance (relative error "
                f"{r['relative_reconstruction_error']:.3f}) in {r['seconds_total']:.1f} s")
+    clamped = r.get("clamped_negative_fraction") or 0.0
+    if clamped > 0.1:  # NMF reads only the positive part: a linear bottleneck or pre-ReLU layer loses the rest
+        typer.echo(f"note: {100 * clamped:.0f}% of {r['layer']}'s activation mass is negative and was clamped for NMF; "
+                   f"a layer after a ReLU suits NMF better, or use --method pca")
     typer.echo(f"dictionary: {files['npy']} ({k}, {r['channels']}); report: {files['json']}; names: {files['names']}")
     typer.echo(f"render them: fv sweep {r['layer']} --directions {files['npy']}"
                + (f" --recipe {recipe}" if recipe else f" --model {m.name}" if model else ""))
