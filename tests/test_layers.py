@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("api",),  # the Python API: fvcli.render, fvcli.load_model, fvcli.make_recipe
     ("article",),  # `fv article`: the Distill article's figures
     ("figures",),  # appendix panels, interpolations, the recipe-quality table
+    ("concepts",),  # `fv concepts`: directions factorized from a folder's activations (reads it as examples does)
     ("examples",),  # dataset examples over an image folder
     ("sweep",),  # every unit of some layers, sharded and resumable
     ("gallery",),  # the static HTML site of a sweep

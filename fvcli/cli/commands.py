@@ -15,6 +15,7 @@ import typer
 
 from ..errors import FvError
 from . import admin as cli_admin  # noqa: F401  (registers `fv weights ...` and `fv recipe ...`)
+from . import concepts as cli_concepts  # noqa: F401  (registers `fv concepts`)
 from . import gallery as cli_gallery  # registers `fv gallery`; `fv sweep --with` uses its extras
 from .common import (  # noqa: F401  (app, handle_errors, version_text: the public entry points)
     BatchOpt,
@@ -181,6 +182,9 @@ def sweep_cmd(
     panels: Annotated[Optional[str], typer.Option("--panels", help="none (one image per channel) or appendix: per channel the appendix's row of neuron, channel, negative and 4 diversity facets (recipe variants.panels).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.0, help="Start no new batch after this many minutes (for cron time slices); rerun to continue.")] = None,
     with_: Annotated[Optional[str], typer.Option("--with", help=f"Extras for the gallery's unit pages once the sweep is complete: {cli_gallery.WITH_CHOICES} (see `fv gallery`).")] = None,
+    directions: Annotated[Optional[str], typer.Option("--directions", help="Sweep the rows of a dictionary (D, C) over LAYER instead of its channels: FILE.npy, FILE.pt[:KEY], FILE.safetensors[:KEY] (docs/guide/dictionaries.md); LAYER:0-63 picks rows.")] = None,
+    names: Annotated[Optional[Path], typer.Option("--names", help="With --directions: a text file, one name per row (default FILE's stem + .names.txt if it exists).")] = None,
+    cossim: Annotated[float, typer.Option("--cossim", min=0.0, help="With --directions: lucid's cosine-weighted dot product, dot * max(cos, 0.1)**P (0: plain dot).")] = 0.0,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -206,6 +210,8 @@ def sweep_cmd(
         renderer = PanelRenderer(v.diversity if v.diversity > 1 else APPENDIX_FACETS, v.diversity_weight,
                                  v.diversity_layer)
     out = out if out is not None else default_out(rec, renderer=renderer)
+    if directions is not None and out == default_out(rec, renderer=renderer):  # not the channels' directory
+        out = out.with_name(f"{out.name}-dir-{Path(directions.split(':')[0]).stem}")
 
     def summary(manifest: dict) -> None:
         u = manifest["units"]
@@ -220,7 +226,7 @@ def sweep_cmd(
     from ..models import load_model
 
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
-    units = select_units(m, layer_specs)
+    units = select_units(m, layer_specs, directions, str(names) if names else None, cossim)
     if renderer is not None and renderer.diversity_layer is not None:
         m.layer(renderer.diversity_layer)  # validates (names the valid layers)
     job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite,

@@ -107,8 +107,9 @@ def unit_examples(res: ExamplesResult, j: int, sizes: dict[int, tuple[int, int]]
     }
     rf = res.fields.get(u.layer)
     score = {"channel": f"{res.settings.reduce} over positions", "neuron": "activation at the position",
-             "logit": "logit", "prob": "softmax probability", "dream": "mean of squared activations"}[u.kind]
-    if u.kind == "channel" and res.map_sizes.get(u.layer) is None:
+             "logit": "logit", "prob": "softmax probability", "dream": "mean of squared activations",
+             "direction": f"projection onto the row, {res.settings.reduce} over positions"}[u.kind]
+    if u.kind in ("channel", "direction") and res.map_sizes.get(u.layer) is None:
         score = "activation"
     rec = {
         "format": FORMAT, "unit": u.label, "key": u.key, "kind": u.kind, "layer": u.layer, "channel": u.channel,
@@ -130,6 +131,9 @@ def unit_examples(res: ExamplesResult, j: int, sizes: dict[int, tuple[int, int]]
                                "y": min(u.y if u.y is not None else ms[0] // 2, ms[0] - 1)}
     if u.kind in ("logit", "prob"):
         rec["class_label"] = m.label(u.channel)
+    if u.kind == "direction":  # ranked by the projection onto the dictionary's row
+        rec["class_label"] = u.row_name(m)
+        rec["dictionary"] = u.source.to_dict()
     return rec
 
 

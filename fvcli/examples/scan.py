@@ -19,7 +19,9 @@ Scores per unit kind: a channel is scored by its maximal activation over positio
 `reduce=mean` ranks by the mean, what `fv render` optimizes) and its example is cropped to the unit's receptive field
 around the position of that maximum (fvcli/models/receptive.py); a neuron by its activation at its position (cropped the
 same way); a class logit or probability (and a DeepDream layer score) by its value, shown as the whole network input.
-Crop boxes are stored in the original image's pixel coordinates.
+A dictionary's row (`mixed4d:dir=sae.npy#12`) is scored like a channel,
+on the projection of the activations onto the row (max or mean over positions). Crop boxes are stored in the
+original image's pixel coordinates.
 
 Every `checkpoint_every` batches, on Ctrl-C / SIGTERM, and at the end of the pass (until every record is written)
 the state is written atomically to OUT/.examples-<ID>.ckpt; rerunning the same command resumes after the last
@@ -98,6 +100,9 @@ class UnitScorer:
             groups.setdefault((u.layer, "prefix" if getattr(u, "prefix", None) is not None else u.kind), []).append(j)
         self.groups = [(layer, kind, cols, torch.tensor([self.units[j].channel or 0 for j in cols]))
                        for (layer, kind), cols in groups.items()]
+        # a dictionary's rows (any dictionaries of a layer together): (u, C), one projection per group
+        self.rows = {layer: torch.stack([self.units[j].objective(model).tensor() for j in cols]).float()
+                     for layer, kind, cols, _ in self.groups if kind == "direction"}
 
     def __call__(self, acts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         b = next(iter(acts.values())).shape[0]
@@ -115,7 +120,10 @@ class UnitScorer:
                 continue
             if kind == "prob":
                 a = torch.softmax(a.flatten(1), dim=1)
-            sel = a[:, ch.to(a.device)]  # (B, u) or (B, u, H, W)
+            if kind == "direction":  # projections onto the rows: (B, C[, H, W]) x (u, C) -> (B, u[, H, W])
+                sel = torch.einsum("bc...,uc->bu...", a, self.rows[layer].to(a.device))
+            else:
+                sel = a[:, ch.to(a.device)]  # (B, u) or (B, u, H, W)
             if sel.dim() == 2:
                 scores[:, idx] = sel.cpu()
             elif kind == "neuron":

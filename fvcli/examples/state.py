@@ -149,7 +149,7 @@ def pass_id(model: LoadedModel, units: Sequence[Unit], folder: ImageFolder, sett
             size: int) -> str:
     """What determines the result of a pass (not the batch size, workers or checkpoint period)."""
     ident = {"format": FORMAT, "model": model.name, "weights_sha256": model.weights_sha256,
-             "preprocess": model.preprocess.describe(), "units": [u.label for u in units], "k": settings.top_k,
+             "preprocess": model.preprocess.describe(), "units": [u.label + (f"@{u.source.sha256}" if getattr(u, "source", None) else "") for u in units], "k": settings.top_k,
              "reservoir": settings.reservoir, "seed": settings.seed, "size": size, "reduce": settings.reduce,
              "fold_bn": settings.fold_bn, "root": str(folder.root.resolve()), "files": folder.signature()}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

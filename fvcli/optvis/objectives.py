@@ -177,19 +177,31 @@ class Direction(Objective):
     def layers(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset([self.layer])
 
+    def tensor(self) -> torch.Tensor:
+        """The vector as a float64 tensor, built once per objective (a dictionary row is thousands of floats)."""
+        t = self.__dict__.get("_tensor")
+        if t is None:
+            t = torch.tensor(self.vector, dtype=torch.float64)
+            object.__setattr__(self, "_tensor", t)  # a cache, not a field: equality and hash ignore it
+        return t
+
     def score(self, acts: Acts, image: torch.Tensor) -> torch.Tensor:
         a = acts[self.layer]
-        v = torch.tensor(self.vector, dtype=a.dtype, device=a.device)
-        if a.dim() == 2:
-            a = a[:, :, None, None]
-        dot = torch.einsum("bchw,c->bhw", a, v)  # (B, H, W)
-        if self.cossim_pow > 0:
-            cos = dot / (a.norm(dim=1) * v.norm() + 1e-6)
-            dot = dot * cos.clamp_min(0.1).pow(self.cossim_pow)
-        return dot.flatten(1).mean(1)
+        return direction_scores(a, self.tensor().to(a.device, a.dtype)[None].expand(a.shape[0], -1), self.cossim_pow)
 
     def describe(self) -> str:
         return f"direction {self.layer}:{self.label or 'vector'}"
+
+
+def direction_scores(a: torch.Tensor, v: torch.Tensor, cossim_pow: float = 0.0) -> torch.Tensor:
+    """Image b's score for direction v[b]: activations (B, C, H, W) or (B, C), vectors (B, C) -> (B,)."""
+    if a.dim() == 2:
+        a = a[:, :, None, None]
+    dot = (a * v[:, :, None, None]).sum(1)  # (B, H, W); ~4x faster than the einsum on a CPU, backward included
+    if cossim_pow > 0:
+        cos = dot / (a.norm(dim=1) * v.norm(dim=1)[:, None, None] + 1e-6)
+        dot = dot * cos.clamp_min(0.1).pow(cossim_pow)
+    return dot.flatten(1).mean(1)
 
 
 @dataclass(frozen=True)
@@ -258,6 +270,13 @@ class PerImage(Objective):
             idx = torch.tensor([o.channel for o in objs], device=a.device)
             sel = a[torch.arange(len(objs), device=a.device), idx]  # (B, H, W) or (B,)
             return sel.flatten(1).mean(1) if sel.dim() > 1 else sel
+        if (all(type(o) is Direction for o in objs) and len({o.layer for o in objs}) == 1
+                and len({o.cossim_pow for o in objs}) == 1):
+            # A dictionary sweep's batch: one einsum of (B, C, H, W) with the stacked rows (B, C), the same cost
+            # as a channel batch's gather. Per image the values are Direction.score's.
+            a = acts[objs[0].layer]
+            v = torch.stack([o.tensor() for o in objs]).to(a.device, a.dtype)
+            return direction_scores(a, v, objs[0].cossim_pow)
         rows = []
         for b, obj in enumerate(self.objectives):
             sub = {k: v[b : b + 1] for k, v in acts.items()}

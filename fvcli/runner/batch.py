@@ -219,7 +219,9 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
         "channel": unit.channel,
         "position": ([unit.x, unit.y] if unit.x is not None
                      else getattr(unit, "position", None) if getattr(unit, "prefix", None) is not None else None),
-        "class_label": model.label(unit.channel) if unit.kind in ("logit", "prob") else None,
+        "class_label": (model.label(unit.channel) if unit.kind in ("logit", "prob")
+                        else unit.row_name(model) if unit.kind == "direction" else None),
+        **({"dictionary": unit.source.to_dict()} if getattr(unit, "source", None) is not None else {}),
         "objective": objective.describe(),
         "model": model.name,
         "weights": model.weights_source,

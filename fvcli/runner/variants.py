@@ -108,6 +108,13 @@ class Variant:
         return self.base.channel
 
     @property
+    def source(self):  # a dictionary row's dictionary (units/dictionary.py), else None
+        return getattr(self.base, "source", None)
+
+    def row_name(self, model: LoadedModel) -> str | None:
+        return self.base.row_name(model) if hasattr(self.base, "row_name") else None
+
+    @property
     def x(self) -> int | None:
         return self.base.x
 

@@ -23,6 +23,7 @@ import socket
 import tempfile
 import time
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import FvError, FvRuntimeError
@@ -63,10 +64,20 @@ def _id(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def sweep_identity(model: LoadedModel, recipe: Recipe, batch_size: int, renderer: BatchRenderer) -> dict:
-    """What must agree for two runs to share a directory (everything that changes the pictures' bytes)."""
-    return {"model": model.name, "weights_sha256": model.weights_sha256, "recipe_hash": recipe.hash(),
-            "batch_size": int(batch_size), "renderer": renderer.identity()}
+def sweep_identity(model: LoadedModel, recipe: Recipe, batch_size: int, renderer: BatchRenderer,
+                   units: Sequence[Unit] = ()) -> dict:
+    """What must agree for two runs to share a directory (everything that changes the pictures' bytes).
+
+    A sweep of a dictionary's rows also names each dictionary's file and sha256 (and objective options): a changed
+    file is a different sweep, refused rather than resumed with old and new rows mixed. Channel sweeps have no such
+    entry, so their identity (and id) is what it always was."""
+    ident = {"model": model.name, "weights_sha256": model.weights_sha256, "recipe_hash": recipe.hash(),
+             "batch_size": int(batch_size), "renderer": renderer.identity()}
+    dicts = sorted({u.source for u in units if getattr(u, "source", None) is not None}, key=lambda s: (s.path, s.key or ""))
+    if dicts:
+        ident["dictionaries"] = [{"file": s.display, "path": s.path, "key": s.key, "sha256": s.sha256,
+                                  "cossim": s.cossim} for s in dicts]
+    return ident
 
 
 def read_json(path: Path) -> dict | None:
@@ -105,7 +116,17 @@ def _create_exclusive_json(path: Path, obj: object) -> bool:
 def _describe_mismatch(old: dict, new: dict) -> str:
     names = {"model": "model", "weights_sha256": "weights (sha256)", "recipe_hash": "recipe hash",
              "batch_size": "batch size", "renderer": "renderer"}
-    diffs = [f"{names[k]} {old.get(k)!r} (this run: {new[k]!r})" for k in names if old.get(k) != new[k]]
+    diffs = [f"{names[k]} {old.get(k)!r} (this run: {new[k]!r})" for k in names if old.get(k) != new.get(k)]
+    od, nd = old.get("dictionaries") or [], new.get("dictionaries") or []
+    if od != nd:
+        o = {d.get("path"): d.get("sha256") for d in od}
+        changed = [d for d in nd if d["path"] in o and o[d["path"]] != d["sha256"]]
+        if changed:
+            diffs += [f"dictionary {d['path']} changed since the sweep began: sha256 {str(o[d['path']])[:16]} "
+                      f"(this run: {d['sha256'][:16]})" for d in changed]
+        else:
+            diffs.append(f"dictionaries {[d.get('file') for d in od] or 'none'} (this run: "
+                         f"{[d.get('file') for d in nd] or 'none'})")
     return "; ".join(diffs)
 
 

@@ -20,6 +20,7 @@ from ..errors import FvError
 from ..outputs import atomic_write_bytes, atomic_write_json, grid, png_bytes, versions
 from ..units.unit import Unit, safe_name
 from .directory import FORMAT, _now, layer_dir, read_json, remove_stale_tmp, unit_done
+from ..units.dictionary import DictSource
 from .plan import _KIND_ORDER, selection_units
 
 SPRITE = 10  # channels per sprite sheet, as the Distill appendix
@@ -115,7 +116,8 @@ def collect(out: Path) -> tuple[dict, list[dict], list[dict]]:
         if not rec or not isinstance(rec.get("sweep"), dict) or rec["sweep"].get("id") != sid:
             continue
         try:
-            u = Unit(rec["kind"], rec["layer"], int(rec["channel"]))
+            src = DictSource.from_dict(rec["dictionary"]) if rec.get("dictionary") else None
+            u = Unit(rec["kind"], rec["layer"], int(rec["channel"]), source=src)
         except (KeyError, TypeError, ValueError):
             continue
         if u.key == p.stem and unit_done(out, u, sid):

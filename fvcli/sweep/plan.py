@@ -19,18 +19,33 @@ from torch import nn
 
 from ..errors import FvError
 from ..models import LoadedModel, fit_input
-from ..units.unit import Unit, parse_units, safe_name
+from ..units.dictionary import DictSource
+from ..units.unit import Unit, dictionary_units, parse_units, safe_name
 
-SWEEP_KINDS = ("channel", "neuron", "logit", "prob")  # units with a channel number (dream units have none)
+# units with a channel number (dream units have none); a direction's number is its row in its dictionary
+SWEEP_KINDS = ("channel", "neuron", "logit", "prob", "direction")
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # Units and plan
 
 
-def select_units(model: LoadedModel, specs: Sequence[str] | None) -> list[Unit]:
-    """`LAYER` (every channel), `LAYER:0-63`, `logit:all`, ... -> units; default: every channel of the main layers."""
+def select_units(model: LoadedModel, specs: Sequence[str] | None, directions: str | None = None,
+                 names: str | None = None, cossim: float = 0.0) -> list[Unit]:
+    """`LAYER` (every channel), `LAYER:0-63`, `logit:all`, ... -> units; default: every channel of the main layers.
+
+    With `directions` (a dictionary FILE or FILE:KEY), `LAYER` is every row of it over that layer and `LAYER:0-63`
+    rows 0-63 (fvcli/units/dictionary.py)."""
     specs = list(specs or [])
+    if directions is not None:
+        if not specs:
+            raise FvError(f"--directions {directions} needs the layer it is a dictionary of: fv sweep LAYER "
+                          f"--directions {directions}")
+        units = []
+        for text in specs:
+            layer, _, rows = text.strip().partition(":")
+            units += dictionary_units(model, layer, directions, rows or "all", cossim=cossim, names=names)
+        return list(dict.fromkeys(units))
     if not specs:
         specs = list(model.main_layers)
         if not specs:
@@ -57,10 +72,12 @@ class PlannedBatch:
     chunk: int  # channels [chunk*B, (chunk+1)*B) of the layer
     units: tuple[Unit, ...]
     cost: int  # estimated cost (FLOPs of the truncated forward pass x images)
+    source: DictSource | None = None  # a dictionary's batch: rows [chunk*B, (chunk+1)*B) of it
 
     @property
     def id(self) -> str:
-        return f"{safe_name(self.layer)}/{self.kind}-{self.chunk:05d}"
+        kind = self.kind if self.source is None else f"dir-{self.source.stem}"
+        return f"{safe_name(self.layer)}/{kind}-{self.chunk:05d}"
 
 
 _KIND_ORDER = {k: i for i, k in enumerate(SWEEP_KINDS)}
@@ -75,14 +92,16 @@ def plan_sweep(units: Sequence[Unit], batch_size: int, cost_per_image: Mapping[s
     if batch_size < 1:
         raise FvError(f"bad batch size {batch_size}: expected >= 1")
     order = order or {}
-    groups: dict[tuple[str, str, int], list[Unit]] = {}
+    groups: dict[tuple, list[Unit]] = {}
     for u in dict.fromkeys(units):
-        groups.setdefault((u.layer, u.kind, u.channel // batch_size), []).append(u)
-    keys = sorted(groups, key=lambda k: (order.get(k[0], 1 << 30), k[0], _KIND_ORDER[k[1]], k[2]))
+        groups.setdefault((u.layer, u.kind, u.source, u.channel // batch_size), []).append(u)
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 1 << 30), k[0], _KIND_ORDER[k[1]],
+                                         k[2].path if k[2] else "", k[2].sha256 if k[2] else "", k[3]))
     plan = []
-    for i, (layer, kind, chunk) in enumerate(keys):
-        members = tuple(sorted(groups[(layer, kind, chunk)], key=lambda u: u.channel))
-        plan.append(PlannedBatch(i, layer, kind, chunk, members, max(1, int(cost_per_image.get(layer, 1))) * len(members)))
+    for i, (layer, kind, source, chunk) in enumerate(keys):
+        members = tuple(sorted(groups[(layer, kind, source, chunk)], key=lambda u: u.channel))
+        plan.append(PlannedBatch(i, layer, kind, chunk, members,
+                                 max(1, int(cost_per_image.get(layer, 1))) * len(members), source))
     return plan
 
 
@@ -235,13 +254,18 @@ def _unranges(text: str) -> list[int]:
 
 
 def selection_doc(units: Sequence[Unit], order: Mapping[str, int]) -> list[dict]:
-    groups: dict[tuple[str, str], list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for u in units:
-        groups.setdefault((u.layer, u.kind), []).append(u.channel)
-    keys = sorted(groups, key=lambda k: (order.get(k[0], 1 << 30), k[0], _KIND_ORDER[k[1]]))
-    return [{"layer": layer, "kind": kind, "order": order.get(layer), "channels": _ranges(groups[(layer, kind)])}
-            for layer, kind in keys]
+        groups.setdefault((u.layer, u.kind, u.source), []).append(u.channel)
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 1 << 30), k[0], _KIND_ORDER[k[1]], k[2].path if k[2] else ""))
+    return [{"layer": layer, "kind": kind, "order": order.get(layer), "channels": _ranges(groups[(layer, kind, src)]),
+             **({"dictionary": src.to_dict()} if src is not None else {})}
+            for layer, kind, src in keys]
 
 
 def selection_units(doc: Sequence[dict]) -> list[Unit]:
-    return [Unit(g["kind"], g["layer"], c) for g in doc for c in _unranges(g["channels"])]
+    out = []
+    for g in doc:
+        src = DictSource.from_dict(g["dictionary"]) if g.get("dictionary") else None
+        out += [Unit(g["kind"], g["layer"], c, source=src) for c in _unranges(g["channels"])]
+    return out

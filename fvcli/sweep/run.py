@@ -249,14 +249,14 @@ def prepare_sweep(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out
     bs = batch_size if batch_size is not None else recipe.render.batch_size
     if bs == "auto":
         old = read_json(out / "sweep.json")
-        probe = sweep_identity(model, recipe, 1, renderer)
+        probe = sweep_identity(model, recipe, 1, renderer, units)
         same = old is not None and all(old.get(k) == v for k, v in probe.items() if k != "batch_size")
         # The directory's batch size wins (byte-identical resumes); otherwise one that depends on the device only.
         bs = int(old["batch_size"]) if same and not overwrite else auto_batch_size(model, recipe, MAX_BATCH)
     bs = int(bs)
     if not 1 <= bs <= MAX_BATCH:
         raise FvError(f"bad batch size {bs}: expected 1-{MAX_BATCH} or auto")
-    sweep = open_sweep(out, sweep_identity(model, recipe, bs, renderer), recipe, model, overwrite)
+    sweep = open_sweep(out, sweep_identity(model, recipe, bs, renderer, units), recipe, model, overwrite)
     order = {name: info.order for name, info in model.catalog.items()}
     costs = layer_costs(model, sorted({u.layer for u in units}, key=lambda l: order.get(l, 0)), recipe.render.size)
     # a renderer drawing several images per unit (e.g. appendix panels) gets fewer units per batch

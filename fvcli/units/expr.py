@@ -13,6 +13,7 @@ Grammar (whitespace is free between tokens; `*` binds tighter than `+` and `-`):
             | 'dream' ':' LAYER                    DeepDream of a layer            dream:mixed4a
             | LAYER ':dir=random:' SEED [':cossim=' P]   random direction       mixed4d:dir=random:7
             | LAYER ':dir=' PATH [':cossim=' P]          a vector from a .npy file  mixed4d:dir=vec.npy
+A dictionary's rows, `mixed4d:dir=sae.npy#0-63`, are plain units (fvcli/units/dictionary.py), not expressions.
 
 Directions score the mean over positions of the dot product with the vector (lucid's `direction`); `:cossim=P`
 multiplies it by max(cos, 0.1)**P (lucid's cosine-weighted `dot_cossim`, Horama's default P = 2). A PATH runs to the
@@ -38,7 +39,8 @@ from pathlib import Path
 from ..errors import FvError
 from ..models import LoadedModel
 from ..optvis.objectives import Direction, Objective, Sum, random_direction
-from .unit import Unit, parse_units
+from .dictionary import match_ref
+from .unit import Unit, dictionary_units, parse_units, split_model_prefix
 
 MAX_EXPR_CHARS = 2000
 MAX_TERMS = 256
@@ -60,6 +62,8 @@ class ExprError(FvError):
 def is_expression(text: str) -> bool:
     """Whether a unit argument is an expression rather than plain unit syntax (`mixed4a:0-15` is a range)."""
     t = text.strip()
+    if match_ref(split_model_prefix(t)[1]):
+        return False  # a dictionary's rows: LAYER:dir=FILE#ROWS
     return (any(c in t for c in "+*()") or "dir=" in t or t.startswith("-")
             or re.search(r"-\s*[A-Za-z_][A-Za-z0-9_.]*\s*:", t) is not None)
 
@@ -389,4 +393,8 @@ def parse_unit_arg(text: str, model: LoadedModel, base_dir: str | Path | None = 
     """One command-line or recipe unit argument: an expression (-> [ExprUnit]) or plain unit syntax (-> [Unit])."""
     if is_expression(text):
         return [parse_expression(text, model, base_dir)]
+    ref = match_ref(split_model_prefix(text.strip())[1])
+    if ref:
+        return dictionary_units(model, ref["layer"], ref["file"], ref["rows"], base_dir,
+                                float(ref["p"] or 0.0))
     return parse_units(text, model)

@@ -9,6 +9,7 @@ Syntax (checked against the model's layer catalog; errors name the valid range):
   logit:208           class 208's logit       prob:208   its probability    logit:tiger_cat   by label
   logit:0-9, logit:all  several classes
   dream:mixed4a       DeepDream: mean of squares of the whole layer
+  mixed4d:dir=sae.npy#12   row 12 of a dictionary of directions (#0-63, #3,7, #all; :cossim=P; see dictionary.py)
 A leading registered model name selects the model: `demo:logit:3`.
 """
 from __future__ import annotations
@@ -22,10 +23,12 @@ from ..optvis.objectives import (
     Channel,
     ClassLogit,
     ClassProb,
+    Direction,
     LayerDream,
     Neuron,
     Objective,
 )
+from .dictionary import DictSource, load_dictionary, match_ref, open_source, parse_rows
 
 MAX_UNITS_PER_SPEC = 100_000
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -39,12 +42,13 @@ def safe_name(s: str) -> str:
 
 @dataclass(frozen=True)
 class Unit:
-    kind: str  # channel | neuron | logit | prob | dream
+    kind: str  # channel | neuron | logit | prob | dream | direction (channel: the dictionary's row)
     layer: str
     channel: int | None = None
     x: int | None = None
     y: int | None = None
     prefix: int | None = None  # neuron at a token layer's prefix token (0: the class token) instead of x, y
+    source: DictSource | None = None  # a direction's dictionary (fvcli/units/dictionary.py)
 
     @property
     def position(self) -> str:
@@ -60,6 +64,9 @@ class Unit:
             return safe_name(f"dream-{self.layer}")
         if self.kind in ("logit", "prob"):
             return f"{self.kind}-{self.channel:05d}"
+        if self.kind == "direction":
+            cos = f"-cossim{self.source.cossim:g}" if self.source.cossim else ""
+            return safe_name(f"{self.layer}-dir-{self.source.stem}{cos}-{self.channel:05d}")
         base = safe_name(f"{self.layer}-{self.channel:05d}")
         if self.kind == "neuron":
             if self.prefix is not None:
@@ -73,6 +80,9 @@ class Unit:
             return f"dream:{self.layer}"
         if self.kind in ("logit", "prob"):
             return f"{self.kind}:{self.channel}"
+        if self.kind == "direction":
+            p = f":cossim={self.source.cossim:g}" if self.source.cossim else ""
+            return f"{self.layer}:dir={self.source.display}#{self.channel}{p}"
         if self.kind == "neuron":
             return f"{self.layer}:{self.channel}@{self.position}"
         return f"{self.layer}:{self.channel}"
@@ -86,7 +96,26 @@ class Unit:
             return ClassLogit(self.layer, self.channel)
         if self.kind == "prob":
             return ClassProb(self.layer, self.channel)
+        if self.kind == "direction":
+            d = load_dictionary(self.source, self.layer, model.layer(self.layer).channels)
+            return Direction(self.layer, tuple(d.matrix[self.channel].tolist()), self.source.cossim,
+                             f"{self.source.display}#{self.channel}")
         return LayerDream(self.layer)
+
+    def row_name(self, model: LoadedModel) -> str | None:
+        """A direction's name from its dictionary's names file (None without one, or for other kinds)."""
+        if self.kind != "direction":
+            return None
+        return load_dictionary(self.source, self.layer, model.layer(self.layer).channels).name(self.channel)
+
+
+def dictionary_units(model: LoadedModel, layer: str, spec: str, rows: str = "all", base_dir=None,
+                     cossim: float = 0.0, names=None) -> list[Unit]:
+    """The rows of dictionary `spec` (FILE or FILE:KEY) over `layer` as units, checked against the layer's width."""
+    info = model.layer(layer)
+    src = open_source(spec, base_dir, cossim, names)
+    d = load_dictionary(src, info.name, info.channels)
+    return [Unit("direction", info.name, r, source=src) for r in parse_rows(rows, d.rows, f"dictionary {spec!r}")]
 
 
 def split_model_prefix(text: str) -> tuple[str | None, str]:
@@ -129,6 +158,9 @@ def parse_units(text: str, model: LoadedModel) -> list[Unit]:
     """One unit string (possibly a range or list) -> units, validated against `model`."""
     text = text.strip()
     _, body = split_model_prefix(text)
+    ref = match_ref(body)
+    if ref:
+        return dictionary_units(model, ref["layer"], ref["file"], ref["rows"], cossim=float(ref["p"] or 0.0))
     if ":" not in body:
         raise FvError(f"bad unit {text!r}: expected LAYER:CHANNEL (e.g. mixed4a:11), logit:CLASS, prob:CLASS "
                       f"or dream:LAYER")
