@@ -9,28 +9,28 @@ from __future__ import annotations
 
 from .folder import IMAGE_EXTENSIONS, ImageFolder, list_images, load_image, square_box
 from .results import (
-                      MAX_LISTED_UNREADABLE,
-                      SPECTRUM_NAMES,
-                      ExamplesResult,
-                      crop_box,
-                      examples_dir,
-                      examples_grid,
-                      is_sweep_dir,
-                      refresh_sweep_gallery,
-                      unit_examples,
-                      write_examples,
+    MAX_LISTED_UNREADABLE,
+    SPECTRUM_NAMES,
+    ExamplesResult,
+    crop_box,
+    examples_dir,
+    examples_grid,
+    is_sweep_dir,
+    refresh_sweep_gallery,
+    unit_examples,
+    write_examples,
 )
 from .scan import UnitScorer, fold_batchnorm, parse_example_units, run_examples
 from .settings import ExampleSettings
 from .state import (
-                      FORMAT,
-                      StreamState,
-                      checkpoint_path,
-                      load_checkpoint,
-                      merge_extreme,
-                      pass_id,
-                      reservoir_draw,
-                      save_checkpoint,
+    FORMAT,
+    StreamState,
+    checkpoint_path,
+    load_checkpoint,
+    merge_extreme,
+    pass_id,
+    reservoir_draw,
+    save_checkpoint,
 )
 
 __all__ = ["ExampleSettings", "ExamplesResult", "FORMAT", "IMAGE_EXTENSIONS", "ImageFolder", "MAX_LISTED_UNREADABLE",

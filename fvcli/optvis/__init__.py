@@ -13,12 +13,12 @@ sweeps: the runner (fvcli/runner) feeds it units and writes what it yields.
 from __future__ import annotations
 
 from .loop import (
-           LoopSettings,
-           Snapshot,
-           derive_seed,
-           optimize,
-           render_batch,
-           unit_generators,
+    LoopSettings,
+    Snapshot,
+    derive_seed,
+    optimize,
+    render_batch,
+    unit_generators,
 )
 from .objectives import Objective, PerImage
 from .param import make_param

@@ -65,6 +65,17 @@ class RenderRecipe:
 
 
 @dataclass(frozen=True)
+class StopRecipe:
+    # a unit whose objective has stopped improving leaves its batch before `render.steps`, and the next unit of the
+    # plan takes its slot (continuous batching, fvcli/optvis/stream.py); never in the article's recipe
+    converge: bool = False
+    min_steps: int = field(default=128, metadata=_bounds(1, MAX_STEPS))  # no stop before this step
+    window: int = field(default=32, metadata=_bounds(1, MAX_STEPS))  # steps per mean of the objective
+    tol: float = field(default=0.01, metadata=_bounds(0.0, 1.0))  # stop when the last window's mean rose by less
+    queue: int = field(default=4, metadata=_bounds(1, 64))  # sweeps: units per slot in a planned batch (refill)
+
+
+@dataclass(frozen=True)
 class ParamRecipe:
     kind: str = field(default="fourier", metadata=_bounds(choices=("fourier", "pixel", "maco")))
     decorrelate: bool = True  # lucid's color decorrelation
@@ -144,6 +155,7 @@ class Recipe:
     variants: VariantsRecipe = VariantsRecipe()  # diversity facets, negatives, appendix panels
     interpolation: InterpolationRecipe = InterpolationRecipe()  # `fv interpolate`
     gradient: GradientRecipe = GradientRecipe()  # gradient preconditioner (default: none)
+    stop: StopRecipe = StopRecipe()  # convergence stop and continuous batching (default: off)
 
     # -- derived views --------------------------------------------------------------------------------------
     def model_options(self) -> ModelOptions:
@@ -195,6 +207,10 @@ class Recipe:
                           ("gradient", GradientRecipe)):
             if getattr(self, name) == cls():  # at their defaults they add nothing: plain recipes keep their hash
                 d.pop(name)
+        if self.stop.converge:
+            d["stop"].pop("queue")  # how many units wait per slot: the same pictures
+        else:  # off, its settings change nothing: every recipe without a stop keeps its hash
+            d.pop("stop")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

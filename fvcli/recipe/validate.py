@@ -28,6 +28,7 @@ from .schema import (
     Recipe,
     RegularizerRecipe,
     RenderRecipe,
+    StopRecipe,
     VariantsRecipe,
 )
 
@@ -133,7 +134,7 @@ def _check_kwargs(kwargs: dict | None) -> None:
 
 SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe,
             "examples": ExamplesRecipe, "variants": VariantsRecipe, "interpolation": InterpolationRecipe,
-            "gradient": GradientRecipe}
+            "gradient": GradientRecipe, "stop": StopRecipe}
 TOP_KEYS = tuple(SECTIONS) + ("transforms", "units")
 
 
