@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..models import ModelOptions, Preprocess, parse_layouts
+from ..optvis.coarse import coarse_size
 from ..optvis.loop import LoopSettings
 from ..optvis.preconditioners import KINDS as PRECONDITIONERS
 from ..optvis.preconditioners import GradientSpec
@@ -62,6 +63,10 @@ class RenderRecipe:
     # the render size the transforms' pixel amounts (pad, jitter, blur) are written for: at another size they are
     # scaled by size / transforms_at_size, the same relative strength (None: used as written, the article's way)
     transforms_at_size: int | None = field(default=224, metadata=_bounds(8, MAX_SIZE))
+    # coarse to fine (fvcli/optvis/coarse.py): the first coarse_steps steps at coarse_scale times the size, then
+    # the picture handed on at full size (0: off; pixel and Fourier params)
+    coarse_steps: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
+    coarse_scale: float = field(default=0.5, metadata=_bounds(0.1, 1.0))
 
 
 @dataclass(frozen=True)
@@ -170,11 +175,14 @@ class Recipe:
 
     def loop_settings(self) -> LoopSettings:
         r, p = self.render, self.param
+        full = at_size(self.transforms, r.size, r.transforms_at_size)
+        coarse = at_size(full, coarse_size(r.size, r.coarse_scale), r.size)  # the same strength at the coarse size
         return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
                             decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
-                            transforms=at_size(self.transforms, r.size, r.transforms_at_size), spectrum=p.spectrum, maco_alpha=p.maco_alpha,
+                            transforms=full, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
                             channels_last=r.channels_last, precision=r.precision,
-                            compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)))
+                            compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)),
+                            coarse_steps=r.coarse_steps, coarse_scale=r.coarse_scale, coarse_transforms=coarse)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -193,6 +201,9 @@ class Recipe:
         r = self.render
         if at_size(self.transforms, r.size, r.transforms_at_size) == self.transforms:  # scaling changes nothing
             d["render"].pop("transforms_at_size")  # (at its size, no pixel amounts, or null): the hash it always had
+        if r.coarse_steps == 0:  # off: recipes from before coarse to fine keep their hash
+            d["render"].pop("coarse_steps")
+            d["render"].pop("coarse_scale")
         d.pop("units")
         d.pop("examples")
         for key in _NEWER_MODEL_KEYS:  # unset, they add nothing: recipes written before them keep their hash
