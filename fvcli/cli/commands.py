@@ -179,6 +179,7 @@ def sweep_cmd(
     no_finalize: Annotated[bool, typer.Option("--no-finalize", help="Do not build sheets and gallery when the sweep completes.")] = False,
     panels: Annotated[Optional[str], typer.Option("--panels", help="none (one image per channel) or appendix: per channel the appendix's row of neuron, channel, negative and 4 diversity facets (recipe variants.panels).")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", min=0.0, help="Start no new batch after this many minutes (for cron time slices); rerun to continue.")] = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Render nothing and write nothing: plan this shard, time a few steps on this machine and print the predicted wall time.")] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -221,8 +222,18 @@ def sweep_cmd(
     if renderer is not None and renderer.diversity_layer is not None:
         m.layer(renderer.diversity_layer)  # validates (names the valid layers)
     job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite,
-                        renderer=renderer)
+                        renderer=renderer, dry=estimate)
     i, n = i_n
+    if estimate:
+        import torch
+
+        from ..outputs import cpu_description
+        from ..sweep.estimate import estimate as estimate_sweep
+
+        where = cpu_description() if m.device.type == "cpu" else torch.cuda.get_device_name(m.device)
+        typer.echo(f"estimate, shard {i}/{n} on {m.device} ({where}, {torch.get_num_threads()} threads): "
+                   f"{estimate_sweep(job).describe()}")
+        return
     with _progress(rec.render.steps * len(job.todo), f"shard {i}/{n}", quiet) as bar:
         report = job.run(on_step=lambda _s: bar.update(1), finalize_when_done=not no_finalize,
                          time_limit=None if time_limit is None else 60 * time_limit)

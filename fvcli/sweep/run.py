@@ -234,10 +234,11 @@ class SweepJob:
 
 def prepare_sweep(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out: Path, *,
                   batch_size: int | str | None = None, shard: tuple[int, int] = (0, 1), overwrite: bool = False,
-                  renderer: BatchRenderer | None = None) -> SweepJob:
+                  renderer: BatchRenderer | None = None, dry: bool = False) -> SweepJob:
     """Check or create the directory's identity, plan the batches, pick this shard's and find what is missing.
 
-    batch_size: an int, or 'auto'/None (the recipe's; 'auto' reuses the directory's batch size when it has one)."""
+    batch_size: an int, or 'auto'/None (the recipe's; 'auto' reuses the directory's batch size when it has one).
+    dry: write nothing (`fv sweep --estimate`): the identity is only computed, what is missing only read."""
     renderer = renderer or ChannelRenderer()
     out = Path(out)
     units = list(dict.fromkeys(units))
@@ -259,7 +260,8 @@ def prepare_sweep(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out
     bs = int(bs)
     if not 1 <= bs <= MAX_BATCH:
         raise FvError(f"bad batch size {bs}: expected 1-{MAX_BATCH} or auto")
-    sweep = open_sweep(out, sweep_identity(model, recipe, bs, renderer), recipe, model, overwrite)
+    identity = sweep_identity(model, recipe, bs, renderer)
+    sweep = {"id": _id(identity), **identity} if dry else open_sweep(out, identity, recipe, model, overwrite)
     order = {name: info.order for name, info in model.catalog.items()}
     costs = layer_costs(model, sorted({u.layer for u in units}, key=lambda l: order.get(l, 0)), recipe.render.size)
     # a renderer drawing several images per unit (e.g. appendix panels) gets fewer units per batch
