@@ -66,9 +66,9 @@ def estimate(job: SweepJob) -> Estimate:
     fine_steps = r.steps - min(r.coarse_steps, r.steps)
     if not todo:
         return Estimate(0, 0, bs, 0.0, {}, False)
-    ends = {min(todo, key=lambda b: b.cost).layer: min(todo, key=lambda b: b.cost),
-            max(todo, key=lambda b: b.cost).layer: max(todo, key=lambda b: b.cost)}
-    cost_of = {b.layer: b.cost / max(1, len(b.units)) for b in todo}  # per unit
+    cost_of = {b.layer: b.cost / max(1, len(b.units)) for b in todo}  # per unit: the layer's, whatever the batch
+    cheap, dear = (min(todo, key=lambda b: cost_of[b.layer]), max(todo, key=lambda b: cost_of[b.layer]))
+    ends = {cheap.layer: cheap, dear.layer: dear}
     probes: dict[str, float] = {}
     coarse: dict[str, float] = {}
     for layer, b in ends.items():
