@@ -19,7 +19,7 @@ from ..errors import FvRuntimeError
 from ..models import Capture, LoadedModel
 from .coarse import COARSE_PARAMS, coarse_size, hand_on, upsample
 from .objectives import Objective
-from .optim import Adam
+from .optim import Adam, lr_factor
 from .param import make_param
 from .preconditioners import GradientSpec, apply_preconditioner, make_preconditioner
 from .transforms import Schedule, Step
@@ -105,12 +105,14 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
              precision: str = "fp32", on_step: Callable[[int], None] | None = None,
              compile: bool = False, compile_backend: str = "inductor",
              precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             start: int = 0, final: bool = True) -> Iterator[Snapshot]:
+             start: int = 0, final: bool = True, lr_schedule: str = "constant",
+             lr_warmup: int = 0, schedule_steps: int | None = None) -> Iterator[Snapshot]:
     """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`.
     `precondition` (fvcli/optvis/preconditioners.py) maps each parameter's gradient before the optimizer step.
     `start`: the steps already taken by an earlier phase (coarse to fine): this one runs steps start..steps-1
     (`schedule` drawn for those), with the redirected ReLU only where step < REDIRECT_STEPS; `final`: also
-    yield at `steps`."""
+    yield at `steps`. `lr_schedule`, `lr_warmup`: the learning rate over the steps (fvcli/optvis/optim.py) of the
+    whole render (`schedule_steps`, default `steps`: a coarse phase follows the schedule of the render it opens)."""
     thresholds = sorted({t for t in thresholds if start <= t <= steps} | ({steps} if final else set()))
     opt = Adam(param.parameters(), lr=lr)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -167,6 +169,8 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
                 if (step + 1) % FINITE_CHECK_EVERY == 0 or step == start:
                     check(step + 1, scores)
                 apply_preconditioner(param.parameters(), precondition)
+                if lr_schedule != "constant" or lr_warmup:
+                    opt.lr = lr * lr_factor(lr_schedule, step, schedule_steps or steps, lr_warmup)
                 opt.step()
                 if on_step is not None:
                     on_step(step + 1)
@@ -203,6 +207,8 @@ class LoopSettings:
     coarse_steps: int = 0  # coarse to fine (fvcli/optvis/coarse.py): the first steps at a lower resolution
     coarse_scale: float = 0.5  # ... at this fraction of the size
     coarse_transforms: tuple[Step, ...] = ()  # ... with the transforms scaled to that size
+    lr_schedule: str = "constant"  # the learning rate over the steps (optim.lr_factor)
+    lr_warmup: int = 0
 
 
 def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int], s: LoopSettings,
@@ -213,7 +219,8 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
                        spectrum=s.spectrum, maco_alpha=s.maco_alpha)
     param = param.to(model.device)
     run = functools.partial(optimize, model, objective, channels_last=s.channels_last, precision=s.precision,
-                            on_step=on_step, compile=s.compile, precondition=make_preconditioner(s.gradient))
+                            on_step=on_step, compile=s.compile, precondition=make_preconditioner(s.gradient),
+                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup)
     start = 0
     if s.coarse_steps > 0 and s.param in COARSE_PARAMS:  # coarse to fine (fvcli/optvis/coarse.py)
         start = min(s.coarse_steps, s.steps)
@@ -221,7 +228,8 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
         small = make_param(s.param, unit_generators(seeds, "init"), c, c, s.decay_power, s.decorrelate,
                            s.sigmoid).to(model.device)
         sched = Schedule.build(s.coarse_transforms, start, unit_generators(seeds, "transforms"), c, c, model.device)
-        for snap in run(small, sched, start, s.lr, [t for t in s.thresholds if t < start], final=False):
+        for snap in run(small, sched, start, s.lr, [t for t in s.thresholds if t < start], final=False,
+                        schedule_steps=s.steps):
             yield Snapshot(snap.step, upsample(snap.images, s.size), snap.scores, None)
         hand_on(small, param)
     gens = unit_generators(seeds, "transforms" if start == 0 else "transforms-fine")

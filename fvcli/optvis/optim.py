@@ -9,12 +9,28 @@ tensor operations in the same order as torch's single-tensor CPU implementation,
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
 BETAS = (0.9, 0.999)  # Kingma & Ba's defaults, as torch.optim.Adam's
 EPS = 1e-8
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, steps: int, warmup: int = 0) -> float:
+    """The learning rate of step `step` (0-based) of `steps`, as a fraction of the recipe's `render.lr`.
+
+    constant: 1 (the article's, lucid's and lucent's). cosine: half a cosine from 1 down to 0 at the last step
+    (Loshchilov & Hutter 2017, without restarts): large moves first, fine detail at the end. `warmup` steps ramp
+    linearly up to the schedule first (Goyal et al. 2017)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(1, steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
 class Adam:
@@ -86,10 +102,11 @@ class RowAdam:
         self.exp_avg_sq = [torch.cat([v, v.new_zeros((n, *v.shape[1:]))]) for v in self.exp_avg_sq]
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, lr: torch.Tensor | None = None) -> None:
+        """One step; `lr` (B,): each row's learning rate this step (default: the constant `self.lr`)."""
         beta1, beta2 = self.betas
         self.t += 1
-        step_size = (self.lr / (1 - beta1**self.t)).float()  # (B,)
+        step_size = ((self.lr if lr is None else lr.double()) / (1 - beta1**self.t)).float()  # (B,)
         bc2_sqrt = ((1 - beta2**self.t) ** 0.5).float()
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
             g = p.grad

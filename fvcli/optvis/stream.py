@@ -30,7 +30,7 @@ from ..models import Capture, LoadedModel
 from .loop import FINITE_CHECK_EVERY, REDIRECT_STEPS, LoopSettings, NumericalFault, Snapshot, _nonfinite_rows, \
     autocast, unit_generators
 from .objectives import Objective, PerImage
-from .optim import RowAdam
+from .optim import RowAdam, lr_factor
 from .param import make_param
 from .transforms import Schedule
 
@@ -199,7 +199,11 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
                     for p in param.parameters():
                         if p.grad is not None:
                             faulty |= set(_nonfinite_rows(p.grad)) | set(_nonfinite_rows(p))
-                opt.step()
+                if s.lr_schedule != "constant" or s.lr_warmup:  # each unit at its own step of the schedule
+                    opt.step(torch.tensor([s.lr * lr_factor(s.lr_schedule, sl.t, s.steps, s.lr_warmup)
+                                           for sl in active], dtype=torch.float64))
+                else:
+                    opt.step()
                 vals = scores.detach().float().cpu().tolist()
                 done: dict[int, str] = {}
                 for j, sl in enumerate(active):

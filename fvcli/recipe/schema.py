@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ..models import ModelOptions, Preprocess, parse_layouts
 from ..optvis.coarse import coarse_size
 from ..optvis.loop import LoopSettings
+from ..optvis.optim import LR_SCHEDULES
 from ..optvis.preconditioners import KINDS as PRECONDITIONERS
 from ..optvis.preconditioners import GradientSpec
 from ..optvis.transforms import PRESETS, Step, at_size
@@ -52,6 +53,9 @@ class ModelRecipe:
 class RenderRecipe:
     steps: int = field(default=512, metadata=_bounds(1, MAX_STEPS))
     lr: float = field(default=0.05, metadata=_bounds(1e-6, 100.0))  # Adam learning rate (the article: 0.05)
+    # the learning rate over the steps: constant (the article's) or cosine (decays to 0 at the last step)
+    lr_schedule: str = field(default="constant", metadata=_bounds(choices=LR_SCHEDULES))
+    lr_warmup: int = field(default=0, metadata=_bounds(0, MAX_STEPS))  # steps of linear warm-up first
     size: int = field(default=224, metadata=_bounds(8, MAX_SIZE))
     batch_size: int | str = field(default="auto", metadata=_bounds(1, MAX_BATCH))  # or "auto"
     seed: int = field(default=0, metadata=_bounds(0, 2**62))
@@ -182,7 +186,8 @@ class Recipe:
                             transforms=full, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
                             channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)),
-                            coarse_steps=r.coarse_steps, coarse_scale=r.coarse_scale, coarse_transforms=coarse)
+                            coarse_steps=r.coarse_steps, coarse_scale=r.coarse_scale, coarse_transforms=coarse,
+                            lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -201,6 +206,9 @@ class Recipe:
         r = self.render
         if at_size(self.transforms, r.size, r.transforms_at_size) == self.transforms:  # scaling changes nothing
             d["render"].pop("transforms_at_size")  # (at its size, no pixel amounts, or null): the hash it always had
+        if r.lr_schedule == "constant" and r.lr_warmup == 0:  # recipes from before schedules keep their hash
+            d["render"].pop("lr_schedule")
+            d["render"].pop("lr_warmup")
         if r.coarse_steps == 0:  # off: recipes from before coarse to fine keep their hash
             d["render"].pop("coarse_steps")
             d["render"].pop("coarse_scale")
