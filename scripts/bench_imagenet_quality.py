@@ -80,13 +80,13 @@ RECIPES: dict[str, list[str]] = {
     "quality": ["@quality"],
     # the levers of time to quality (docs/reports/time-to-quality.md), each on top of the default
     "quality+converge": ["@quality", "stop.converge=true"],
-    "quality+coarse": ["@quality", "render.coarse_steps=256"],
-    "quality+coarse384": ["@quality", "render.coarse_steps=384"],
+    "quality+coarse": ["@quality", "render.coarse=0.5"],
+    "quality+coarse384": ["@quality", "render.coarse=0.75"],
     "quality+cosine": ["@quality", "render.lr_schedule=cosine"],
     "quality+cosine-lr0.1": ["@quality", "render.lr_schedule=cosine", "render.lr=0.1", "render.lr_warmup=16"],
-    "quality+coarse+cosine": ["@quality", "render.coarse_steps=384", "render.lr_schedule=cosine"],
-    "quality+coarse192": ["@quality", "render.coarse_steps=192"],
-    "quality+coarse96": ["@quality", "render.coarse_steps=96"],
+    "quality+coarse+cosine": ["@quality", "render.coarse=0.75", "render.lr_schedule=cosine"],
+    "quality+coarse192": ["@quality", "render.coarse=0.75"],
+    "quality+coarse96": ["@quality", "render.coarse=0.75"],
     "lucent": [],
 }
 BATCH = 16  # measured: MobileNetV2 at 128 px renders ~2x faster per image at batch 16 than at 8 on this CPU

@@ -1,4 +1,4 @@
-"""Coarse to fine (recipe render.coarse_steps): the first steps at a lower resolution, then full size.
+"""Coarse to fine (recipe render.coarse): the first steps at a lower resolution, then full size.
 
 The picture must come out as a plain render's does (size, range, a score that rose), snapshots of the coarse phase
 at the render's size, the hand-on exact (the fine param starts from the coarse picture), the seed alone deciding
@@ -48,7 +48,7 @@ def test_hand_on_is_exact(kind):
 
 @pytest.mark.parametrize("kind", ["fourier", "pixel"])
 def test_a_coarse_to_fine_render_is_a_render(demo, kind):
-    rec = _recipe("render.coarse_steps=24", "render.thresholds=[0, 8, 32]", f"param.kind={kind}")
+    rec = _recipe("render.coarse=0.6", "render.thresholds=[0, 8, 32]", f"param.kind={kind}")
     units = parse_units("logit:2,6", demo)
     res = run_batch(demo, rec, units)
     steps = [s.step for s in res.snapshots]
@@ -62,7 +62,7 @@ def test_a_coarse_to_fine_render_is_a_render(demo, kind):
 
 
 def test_the_seed_alone_decides_the_picture(demo):
-    rec = _recipe("render.coarse_steps=24")
+    rec = _recipe("render.coarse=0.6")
     units = parse_units("logit:0-3", demo)
     obj = [u.objective(demo) for u in units]
     both = list(render_batch(demo, PerImage(tuple(obj)), [11, 12, 13, 14], rec.loop_settings()))[-1]
@@ -73,9 +73,10 @@ def test_the_seed_alone_decides_the_picture(demo):
 def test_off_keeps_every_hash_and_does_not_combine_with_a_stream():
     base = load_recipe(None)
     assert load_recipe(None, ["render.coarse_scale=0.25"]).hash() == base.hash()  # off: inert
-    assert load_recipe(None, ["render.coarse_steps=64"]).hash() != base.hash()
+    assert load_recipe(None, ["render.coarse=0.5"]).hash() != base.hash()
+    assert load_recipe(None, ["render.coarse=0.75", "render.steps=32"]).loop_settings().coarse_steps == 24
     assert load_recipe("article").loop_settings().coarse_steps == 0
-    with pytest.raises(FvError, match="stop.converge and render.coarse_steps"):
-        load_recipe(None, ["render.coarse_steps=64", "stop.converge=true"])
+    with pytest.raises(FvError, match="stop.converge and render.coarse"):
+        load_recipe(None, ["render.coarse=0.5", "stop.converge=true"])
     with pytest.raises(FvError, match="coarse_scale"):
         load_recipe(None, ["render.coarse_scale=2"])

@@ -50,7 +50,7 @@ def test_what_is_done_is_not_priced_again(demo, tmp_path, monkeypatch):
     assert (e.units, e.batches) == (1, 1) and e.seconds == pytest.approx(2 * 1.0)
 
 
-def test_coarse_steps_and_stop_converge_are_priced_as_they_run(demo, tmp_path, monkeypatch):
+def test_coarse_to_fine_and_stop_converge_are_priced_as_they_run(demo, tmp_path, monkeypatch):
     seen = []
 
     def probe(m, r, b, images, size):
@@ -58,7 +58,7 @@ def test_coarse_steps_and_stop_converge_are_priced_as_they_run(demo, tmp_path, m
         return 1.0 if size == 32 else 0.25
 
     monkeypatch.setattr(est_mod, "step_seconds", probe)
-    e = estimate(_job(demo, tmp_path / "a", "render.coarse_steps=6", layers=("block1",)))
+    e = estimate(_job(demo, tmp_path / "a", "render.coarse=0.6", layers=("block1",)))
     assert sorted(set(seen)) == [16, 32]
     n = demo.layer("block1").channels // 4
     assert e.seconds == pytest.approx(n * (4 * 1.0 + 6 * 0.25))

@@ -55,10 +55,10 @@ DEFAULT = VARIANTS["quality (the default)"]
 LEVERS: dict[str, list[str]] = {
     "quality (the default)": DEFAULT,
     "+ stop.converge": DEFAULT + ["stop.converge=true"],
-    "+ coarse 3/4": DEFAULT + ["render.coarse_steps=384"],
-    "+ coarse 1/2": DEFAULT + ["render.coarse_steps=256"],
+    "+ coarse 3/4": DEFAULT + ["render.coarse=0.75"],
+    "+ coarse 1/2": DEFAULT + ["render.coarse=0.5"],
     "+ cosine lr": DEFAULT + ["render.lr_schedule=cosine"],
-    "+ coarse 3/4 + cosine": DEFAULT + ["render.coarse_steps=384", "render.lr_schedule=cosine"],
+    "+ coarse 3/4 + cosine": DEFAULT + ["render.coarse=0.75", "render.lr_schedule=cosine"],
 }
 
 

@@ -67,9 +67,9 @@ class RenderRecipe:
     # the render size the transforms' pixel amounts (pad, jitter, blur) are written for: at another size they are
     # scaled by size / transforms_at_size, the same relative strength (None: used as written, the article's way)
     transforms_at_size: int | None = field(default=224, metadata=_bounds(8, MAX_SIZE))
-    # coarse to fine (fvcli/optvis/coarse.py): the first coarse_steps steps at coarse_scale times the size, then
+    # coarse to fine (fvcli/optvis/coarse.py): this fraction of the steps first, at coarse_scale times the size, then
     # the picture handed on at full size (0: off; pixel and Fourier params)
-    coarse_steps: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
+    coarse: float = field(default=0.0, metadata=_bounds(0.0, 0.95))
     coarse_scale: float = field(default=0.5, metadata=_bounds(0.1, 1.0))
 
 
@@ -186,7 +186,7 @@ class Recipe:
                             transforms=full, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
                             channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)),
-                            coarse_steps=r.coarse_steps, coarse_scale=r.coarse_scale, coarse_transforms=coarse,
+                            coarse_steps=int(round(r.coarse * r.steps)), coarse_scale=r.coarse_scale, coarse_transforms=coarse,
                             lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup)
 
     def to_dict(self) -> dict:
@@ -209,8 +209,8 @@ class Recipe:
         if r.lr_schedule == "constant" and r.lr_warmup == 0:  # recipes from before schedules keep their hash
             d["render"].pop("lr_schedule")
             d["render"].pop("lr_warmup")
-        if r.coarse_steps == 0:  # off: recipes from before coarse to fine keep their hash
-            d["render"].pop("coarse_steps")
+        if r.coarse == 0:  # off: recipes from before coarse to fine keep their hash
+            d["render"].pop("coarse")
             d["render"].pop("coarse_scale")
         d.pop("units")
         d.pop("examples")

@@ -63,7 +63,8 @@ def estimate(job: SweepJob) -> Estimate:
     todo = job.todo
     per_unit_images = max(1, int(getattr(job.renderer, "images_per_unit", 1)))
     r = recipe.render
-    fine_steps = r.steps - min(r.coarse_steps, r.steps)
+    coarse_steps = recipe.loop_settings().coarse_steps
+    fine_steps = r.steps - coarse_steps
     if not todo:
         return Estimate(0, 0, bs, 0.0, {}, False)
     cost_of = {b.layer: b.cost / max(1, len(b.units)) for b in todo}  # per unit: the layer's, whatever the batch
@@ -73,7 +74,7 @@ def estimate(job: SweepJob) -> Estimate:
     coarse: dict[str, float] = {}
     for layer, b in ends.items():
         probes[layer] = step_seconds(job.model, recipe, b, bs, r.size)
-        if r.coarse_steps:
+        if coarse_steps:
             coarse[layer] = step_seconds(job.model, recipe, b, bs, coarse_size(r.size, r.coarse_scale))
 
     def fit(measured: dict[str, float], layer: str) -> float:
@@ -90,6 +91,6 @@ def estimate(job: SweepJob) -> Estimate:
         if recipe.stop.converge:
             share = missing / bs  # a stream renders only what is missing, `bs` at a time
         seconds += fine_steps * fit(probes, b.layer) * share
-        if r.coarse_steps:
-            seconds += min(r.coarse_steps, r.steps) * fit(coarse, b.layer) * share
+        if coarse_steps:
+            seconds += coarse_steps * fit(coarse, b.layer) * share
     return Estimate(units, len(todo), bs, seconds, probes, recipe.stop.converge)
