@@ -91,6 +91,17 @@ IMAGENET_QUALITY_ARGS ?=
 bench-quality-imagenet: $(BENCH_VENV)/.ok
 	PYTHONPATH=$(CURDIR) $(BENCH_VENV)/bin/python scripts/bench_imagenet_quality.py --vs-lucent $(IMAGENET_QUALITY_ARGS)
 
+# Time to quality (scripts/bench_time_to_quality.py, issue #20): per model of the matrix, quality (the unit's objective
+# on the 8-bit PNG; on the MobileNetV2 classes also the open judge's top-1) vs wall seconds per unit for fv default,
+# fv article, fv default + stop.converge and lucent's defaults, in alternating fresh processes; the time-to-quality
+# ratio, plots in docs/img/ttq-MODEL.png. Resumable (renders cached in runs/ttq/). TTQ_ARGS e.g.
+# TTQ_ARGS="--only mobilenet_v2 --classes 32" or "--only resnet50,convnext_tiny --units 4".
+TTQ_ARGS ?=
+.PHONY: bench-ttq
+bench-ttq: $(BENCH_VENV)/.ok
+	$(BENCH_VENV)/bin/python -c "import matplotlib" 2>/dev/null || $(BENCH_VENV)/bin/pip install -q matplotlib
+	PYTHONPATH=$(CURDIR) $(BENCH_VENV)/bin/python scripts/bench_time_to_quality.py $(TTQ_ARGS)
+
 # Sweeps: every channel of some layers into runs/MODEL-RECIPEHASH (resumable: rerun the same target to continue).
 #   make sweep LAYERS=mixed4a                          make sweep LAYERS="mixed4a mixed4b" SWEEP_ARGS="--recipe article"
 #   make sweep-googlenet                               every channel of mixed3a..mixed5b (5,484 channels)

@@ -216,7 +216,8 @@ def render(model: nn.Module | LoadedModel | str | None, units: str | Sequence[An
 
 def _render_parsed(m: LoadedModel, rec: Recipe, parsed: list, out: Path | None, progress: bool | None,
                    on_step: Callable[[int], None] | None) -> Rendering:
-    from .runner.batch import plan_batches, render_units, resolve_batch_size
+    from .runner.batch import plan_batches, resolve_batch_size
+    from .runner.job import render_units
 
     v = rec.variants
     variants = v.diversity > 1 or v.sign != "positive"

@@ -153,6 +153,25 @@ def grid(tiles: Sequence[np.ndarray], labels: Sequence[str] | None = None, cols:
     return np.asarray(canvas)
 
 
+def cpu_description() -> str:
+    """The CPU model, its logical CPU count and the vector extensions that decide fv's fast paths (bf16 is fast only
+    with AVX512-BF16 or AMX): printed beside every measured time (`fv sweep --estimate`, the benchmarks)."""
+    name, flags = platform.processor() or "?", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name in ("?", platform.processor()):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    isa = [label for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
+                                     ("amx_bf16", "AMX-BF16")) if flag in flags]
+    return f"{name} x{os.cpu_count()}" + (f" ({', '.join(isa)})" if isa else "")
+
+
 def versions() -> dict[str, str | bool | int | None]:
     """What produced a file: written into every record and manifest, and shown by `fv --version`."""
     from ._version import __version__

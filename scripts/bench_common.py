@@ -10,7 +10,6 @@ the model named the same way (`model_options`: a recipe's model section, or --mo
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import time
 
@@ -83,22 +82,10 @@ def load_avg() -> list[float]:
 
 
 def cpu_name() -> str:
-    """The CPU model, its logical CPU count and the vector extensions that decide fv's fast paths (bf16 is fast only
-    with AVX512-BF16 or AMX)."""
-    name, flags = platform.processor() or "?", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and name in ("?", platform.processor()):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    isa = [label for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
-                                     ("amx_bf16", "AMX-BF16")) if flag in flags]
-    return f"{name} x{os.cpu_count()}" + (f" ({', '.join(isa)})" if isa else "")
+    """The CPU model, its logical CPU count and the vector extensions (fvcli.outputs.cpu_description)."""
+    from fvcli.outputs import cpu_description
+
+    return cpu_description()
 
 
 def model_options(args):

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fvcli.models import ModelOptions, load_model  # noqa: E402
-from fvcli.figures.quality import VARIANTS, quality_table  # noqa: E402
+from fvcli.figures.quality import LEVERS, VARIANTS, quality_table  # noqa: E402
 
 
 def main() -> None:
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--classes", default="", help="comma list of class indices (default: all)")
     ap.add_argument("--variants", default="", help=f"comma list of variants (default: all): {', '.join(VARIANTS)}")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
+    ap.add_argument("--levers", action="store_true", help=f"the levers of time to quality instead: {', '.join(LEVERS)}")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,12 +51,13 @@ def main() -> None:
         from fvcli.models.demo import JUDGE_WEIGHTS
 
         args.judge_weights = str(JUDGE_WEIGHTS)
-    variants = VARIANTS
+    table = LEVERS if args.levers else VARIANTS
+    variants = table
     if args.variants:
-        unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+        unknown = [v for v in args.variants.split(",") if v not in table]
         if unknown:
-            sys.exit(f"bench_quality: unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
-        variants = {v: VARIANTS[v] for v in args.variants.split(",")}
+            sys.exit(f"bench_quality: unknown variant {unknown[0]!r}; valid: {', '.join(table)}")
+        variants = {v: table[v] for v in args.variants.split(",")}
     model = load_model(ModelOptions(args.model, args.weights), "cpu")
     judge = load_model(ModelOptions(args.model, args.judge_weights), "cpu")
     classes = list(range(model.num_classes)) if not args.classes else [int(c) for c in args.classes.split(",")]

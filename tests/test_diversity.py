@@ -14,7 +14,7 @@ from fvcli.optvis.coupled_objectives import Diversity, gram_cosines
 from fvcli.figures.panels import PANEL_NAMES, panel_strip, render_panels, write_panel_row
 from fvcli.runner.variants import default_diversity_layer, expand, measure, plan_variant_batches, run_variant_batch
 from fvcli.recipe import load_recipe
-from fvcli.runner.batch import render_units
+from fvcli.runner.job import render_units
 from fvcli.units.unit import Unit, parse_units
 
 MOBILENET = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2_imagenet"

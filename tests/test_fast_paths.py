@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from fvcli.optvis import loop as loop_mod
-from fvcli.models import ModelOptions, load_model
 from fvcli.models.layers import StemConv2d, install_stem_conv, space_to_depth_weight
 from fvcli.optvis.objectives import Channel, PerImage
 from fvcli.optvis.loop import LoopSettings, compile_step, render_batch

@@ -20,7 +20,8 @@ from fvcli.cli import app
 from fvcli.errors import FvRuntimeError
 from fvcli.outputs import read_png
 from fvcli.recipe import load_recipe
-from fvcli.runner.batch import OomBackoff, is_out_of_memory, render_units
+from fvcli.runner.batch import OomBackoff, is_out_of_memory
+from fvcli.runner.job import render_units
 from fvcli.sweep import ChannelRenderer, finalize, run_sweep, select_units
 from fvcli.units.unit import parse_units
 

@@ -13,7 +13,8 @@ from fvcli.optvis.metrics import HF_CUTOFF, high_frequency_energy
 from fvcli.outputs import read_png, to_uint8
 from fvcli.recipe import load_recipe
 from fvcli.optvis.loop import derive_seed, unit_generators
-from fvcli.runner.batch import plan_batches, render_units, run_batch, unit_seed
+from fvcli.runner.batch import plan_batches, run_batch, unit_seed
+from fvcli.runner.job import render_units
 from fvcli.optvis.transforms import Schedule
 from fvcli.units.unit import Unit, parse_units
 

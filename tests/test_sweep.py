@@ -27,7 +27,7 @@ from fvcli.errors import FvError
 from fvcli.outputs import read_png
 from fvcli.recipe import from_dict as recipe_from_dict
 from fvcli.recipe import load_recipe
-from fvcli.runner.batch import render_units
+from fvcli.runner.job import render_units
 from fvcli.sweep import (
     SPRITE,
     assign_shards,

@@ -26,7 +26,7 @@ import torch
 from ..models import Capture, LoadedModel
 from ..optvis.metrics import high_frequency_energy
 from ..recipe import load_recipe
-from ..runner.batch import run_batch
+from ..runner.job import render_units
 from ..units.unit import Unit
 
 # Recipe overrides (`--set` syntax) per variant, on top of the default recipe.
@@ -48,6 +48,17 @@ VARIANTS: dict[str, list[str]] = {
     # fv's default (= configs/quality.yaml): the stronger suite written for 224 px, scaled to the render size
     "quality (the default)": ["param.kind=fourier", "param.decorrelate=true", "transforms=strong",
                               "render.transforms_at_size=224"],
+}
+DEFAULT = VARIANTS["quality (the default)"]
+# The levers of time to quality (docs/reports/time-to-quality.md), each on top of the default: scripts/bench_quality.py
+# --levers measures them here, scripts/bench_imagenet_quality.py on the real MobileNetV2.
+LEVERS: dict[str, list[str]] = {
+    "quality (the default)": DEFAULT,
+    "+ stop.converge": DEFAULT + ["stop.converge=true"],
+    "+ coarse 3/4": DEFAULT + ["render.coarse=0.75"],
+    "+ coarse 1/2": DEFAULT + ["render.coarse=0.5"],
+    "+ cosine lr": DEFAULT + ["render.lr_schedule=cosine"],
+    "+ coarse 3/4 + cosine": DEFAULT + ["render.coarse=0.75", "render.lr_schedule=cosine"],
 }
 
 
@@ -87,7 +98,9 @@ def measure(model: LoadedModel, judge: LoadedModel, variant: str, sets: Sequence
         for i in range(0, len(classes), batch_size):
             chunk = list(classes[i:i + batch_size])
             units = [Unit("logit", model.logits_layer, c) for c in chunk]
-            imgs = run_batch(model, rec, units).snapshots[-1].images
+            # planned batches, or a stream when the variant stops converged units (stop.converge)
+            imgs = torch.stack([it["image"] for it in render_units(model, rec, units, None, batch_size=batch_size)
+                                ["items"]])
             target = torch.tensor(chunk)
             correct += (classify(judge, imgs).argmax(1) == target).tolist()
             conf += classify(model, imgs)[torch.arange(len(chunk)), target].tolist()

@@ -189,8 +189,12 @@ class LoadedModel:
     def label(self, i: int) -> str | None:
         return self.labels[i] if self.labels and 0 <= i < len(self.labels) else None
 
-    def set_redirect(self, on: bool) -> None:
-        set_relu_redirect(self.net, on and self.redirect_relu)
+    def set_redirect(self, on: bool | torch.Tensor) -> None:
+        """Redirected ReLU gradients on / off, or on for the images of a (B,) bool mask (continuous batching)."""
+        if isinstance(on, torch.Tensor):
+            set_relu_redirect(self.net, on if self.redirect_relu else False)
+        else:
+            set_relu_redirect(self.net, on and self.redirect_relu)
 
 
 # ----------------------------------------------------------------------------------------------------------------

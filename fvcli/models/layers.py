@@ -18,9 +18,10 @@ from torch import nn
 
 class _RedirectedReluFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, upper: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, upper: float, rows: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.upper = upper
+        ctx.rows = rows  # (B,) bool: the images whose gradient may be redirected (None: all)
         y = x.clamp_min(0.0)
         return y.clamp_max(upper) if upper != float("inf") else y
 
@@ -36,28 +37,34 @@ class _RedirectedReluFn(torch.autograd.Function):
         # (B,): does the true gradient reach this image? (a reduction per image, no bool copy: 6x cheaper than
         # ne + flatten + any on a channels_last map, which copies)
         alive = relu_grad.abs().amax(dim=tuple(range(1, grad.dim()))) > 0 if grad.dim() > 1 else relu_grad.ne(0)
+        if ctx.rows is not None:  # continuous batching: only the images still in their first steps
+            alive = alive | ~ctx.rows.repeat(grad.shape[0] // ctx.rows.shape[0]).to(alive.device)
         if bool(alive.all()):  # the usual case: nothing to redirect
-            return relu_grad, None
+            return relu_grad, None, None
         # Loss gradient > 0 means gradient descent lowers x: block that where x is already negative.
         blocked = (x < 0) & (grad > 0)
         if upper != float("inf"):
             blocked = blocked | ((x > upper) & (grad < 0))
         redirected = torch.where(blocked, zero, grad)
         dead = ~alive.view(-1, *([1] * (grad.dim() - 1)))  # (B, 1, 1, 1)
-        return torch.where(dead, redirected, relu_grad), None
+        return torch.where(dead, redirected, relu_grad), None, None
 
 
 class RedirectedReLU(nn.Module):
-    """ReLU (or ReLU6 with `upper=6`) whose gradient can be redirected; `redirect` is toggled by the render loop."""
+    """ReLU (or ReLU6 with `upper=6`) whose gradient can be redirected; `redirect` is toggled by the render loop:
+    True / False for the whole batch, or a (B,) bool tensor for some images only (a continuously refilled batch,
+    fvcli/optvis/stream.py, where each image is at its own step)."""
 
     def __init__(self, upper: float = float("inf")) -> None:
         super().__init__()
         self.upper = upper
-        self.redirect = False
+        self.redirect: bool | torch.Tensor = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.redirect and torch.is_grad_enabled() and x.requires_grad:
-            return _RedirectedReluFn.apply(x, self.upper)
+        rows = self.redirect if isinstance(self.redirect, torch.Tensor) else None
+        on = bool(rows.any()) if rows is not None else self.redirect
+        if on and torch.is_grad_enabled() and x.requires_grad:
+            return _RedirectedReluFn.apply(x, self.upper, rows)
         # hardtanh, not clamp: the same values, but clamp's backward is a composite of four element-wise passes
         # (where, logical_and, lt, gt) and hardtanh's one fused kernel: 2.2x faster forward + backward, 37 % of a
         # MobileNetV2 step before (scripts/bench_render.py --profile)
@@ -82,8 +89,8 @@ def install_redirected_relu(net: nn.Module) -> int:
     return count
 
 
-def set_relu_redirect(net: nn.Module, on: bool) -> None:
-    """Switch the redirected gradient of every RedirectedReLU in `net` on or off."""
+def set_relu_redirect(net: nn.Module, on: bool | torch.Tensor) -> None:
+    """Switch the redirected gradient of every RedirectedReLU in `net` on or off (or on for the rows of a mask)."""
     for m in net.modules():
         if isinstance(m, RedirectedReLU):
             m.redirect = on

@@ -17,8 +17,9 @@ import torch
 
 from ..errors import FvRuntimeError
 from ..models import Capture, LoadedModel
+from .coarse import COARSE_PARAMS, coarse_size, hand_on, upsample
 from .objectives import Objective
-from .optim import Adam
+from .optim import Adam, lr_factor
 from .param import make_param
 from .preconditioners import GradientSpec, apply_preconditioner, make_preconditioner
 from .transforms import Schedule, Step
@@ -103,10 +104,16 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
              steps: int, lr: float, thresholds: Sequence[int], *, channels_last: bool = True,
              precision: str = "fp32", on_step: Callable[[int], None] | None = None,
              compile: bool = False, compile_backend: str = "inductor",
-             precondition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Snapshot]:
+             precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             start: int = 0, final: bool = True, lr_schedule: str = "constant",
+             lr_warmup: int = 0, schedule_steps: int | None = None) -> Iterator[Snapshot]:
     """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`.
-    `precondition` (fvcli/optvis/preconditioners.py) maps each parameter's gradient before the optimizer step."""
-    thresholds = sorted({t for t in thresholds if 0 <= t <= steps} | {steps})
+    `precondition` (fvcli/optvis/preconditioners.py) maps each parameter's gradient before the optimizer step.
+    `start`: the steps already taken by an earlier phase (coarse to fine): this one runs steps start..steps-1
+    (`schedule` drawn for those), with the redirected ReLU only where step < REDIRECT_STEPS; `final`: also
+    yield at `steps`. `lr_schedule`, `lr_warmup`: the learning rate over the steps (fvcli/optvis/optim.py) of the
+    whole render (`schedule_steps`, default `steps`: a coarse phase follows the schedule of the render it opens)."""
+    thresholds = sorted({t for t in thresholds if start <= t <= steps} | ({steps} if final else set()))
     opt = Adam(param.parameters(), lr=lr)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     prep = model.preprocess.apply
@@ -149,19 +156,21 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
             if bad:
                 raise NumericalFault(sorted(bad), step, "objective, gradient or parameter")
 
-        if 0 in thresholds:
-            yield snapshot(0)
+        if start in thresholds:
+            yield snapshot(start)
         try:
-            for step in range(steps):
+            for step in range(start, steps):
                 model.set_redirect(step < REDIRECT_STEPS)
                 opt.zero_grad(set_to_none=True)
                 with autocast(model.device, precision):
                     img = param()  # (B, 3, H, W) in [0, 1]
-                    scores = step_scores(img, schedule.draws(step) if schedule is not None else None)
+                    scores = step_scores(img, schedule.draws(step - start) if schedule is not None else None)
                 (-scores.float().sum()).backward()
-                if (step + 1) % FINITE_CHECK_EVERY == 0 or step == 0:
+                if (step + 1) % FINITE_CHECK_EVERY == 0 or step == start:
                     check(step + 1, scores)
                 apply_preconditioner(param.parameters(), precondition)
+                if lr_schedule != "constant" or lr_warmup:
+                    opt.lr = lr * lr_factor(lr_schedule, step, schedule_steps or steps, lr_warmup)
                 opt.step()
                 if on_step is not None:
                     on_step(step + 1)
@@ -195,6 +204,11 @@ class LoopSettings:
     precision: str = "fp32"
     compile: bool = False
     gradient: GradientSpec | None = None  # a gradient preconditioner (None: the plain gradient)
+    coarse_steps: int = 0  # coarse to fine (fvcli/optvis/coarse.py): the first steps at a lower resolution
+    coarse_scale: float = 0.5  # ... at this fraction of the size
+    coarse_transforms: tuple[Step, ...] = ()  # ... with the transforms scaled to that size
+    lr_schedule: str = "constant"  # the learning rate over the steps (optim.lr_factor)
+    lr_warmup: int = 0
 
 
 def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int], s: LoopSettings,
@@ -204,7 +218,20 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
     param = make_param(s.param, unit_generators(seeds, "init"), h, w, s.decay_power, s.decorrelate, s.sigmoid,
                        spectrum=s.spectrum, maco_alpha=s.maco_alpha)
     param = param.to(model.device)
-    schedule = Schedule.build(s.transforms, s.steps, unit_generators(seeds, "transforms"), h, w, model.device)
-    yield from optimize(model, objective, param, schedule, s.steps, s.lr, s.thresholds,
-                        channels_last=s.channels_last, precision=s.precision, on_step=on_step, compile=s.compile,
-                        precondition=make_preconditioner(s.gradient))
+    run = functools.partial(optimize, model, objective, channels_last=s.channels_last, precision=s.precision,
+                            on_step=on_step, compile=s.compile, precondition=make_preconditioner(s.gradient),
+                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup)
+    start = 0
+    if s.coarse_steps > 0 and s.param in COARSE_PARAMS:  # coarse to fine (fvcli/optvis/coarse.py)
+        start = min(s.coarse_steps, s.steps)
+        c = coarse_size(s.size, s.coarse_scale)
+        small = make_param(s.param, unit_generators(seeds, "init"), c, c, s.decay_power, s.decorrelate,
+                           s.sigmoid).to(model.device)
+        sched = Schedule.build(s.coarse_transforms, start, unit_generators(seeds, "transforms"), c, c, model.device)
+        for snap in run(small, sched, start, s.lr, [t for t in s.thresholds if t < start], final=False,
+                        schedule_steps=s.steps):
+            yield Snapshot(snap.step, upsample(snap.images, s.size), snap.scores, None)
+        hand_on(small, param)
+    gens = unit_generators(seeds, "transforms" if start == 0 else "transforms-fine")
+    schedule = Schedule.build(s.transforms, s.steps - start, gens, h, w, model.device)
+    yield from run(param, schedule, s.steps, s.lr, s.thresholds, start=start)

@@ -9,12 +9,28 @@ tensor operations in the same order as torch's single-tensor CPU implementation,
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
 BETAS = (0.9, 0.999)  # Kingma & Ba's defaults, as torch.optim.Adam's
 EPS = 1e-8
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, steps: int, warmup: int = 0) -> float:
+    """The learning rate of step `step` (0-based) of `steps`, as a fraction of the recipe's `render.lr`.
+
+    constant: 1 (the article's, lucid's and lucent's). cosine: half a cosine from 1 down to 0 at the last step
+    (Loshchilov & Hutter 2017, without restarts): large moves first, fine detail at the end. `warmup` steps ramp
+    linearly up to the schedule first (Goyal et al. 2017)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(1, steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
 class Adam:
@@ -50,3 +66,54 @@ class Adam:
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
             p.addcdiv_(m, denom, value=-step_size)
+
+
+class RowAdam:
+    """Adam whose rows (dimension 0 of every parameter: one image each) keep their own step count.
+
+    In a continuously refilled batch (fvcli/optvis/stream.py) an image joins when another leaves, so the images of
+    one batch are at different steps: each row's bias corrections use its own count, and `reset_rows` / `keep_rows`
+    / `add_rows` follow the rows in and out. Per row the arithmetic is Adam's (Kingma & Ba 2015, Algorithm 1), the
+    same as `Adam` above up to float rounding (the step size is a tensor here, a Python float there)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = BETAS,
+                 eps: float = EPS) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps = lr, betas, eps
+        rows = self.params[0].shape[0]
+        self.t = torch.zeros(rows, dtype=torch.float64)  # (B,) steps taken by each row
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def keep_rows(self, idx: torch.Tensor) -> None:
+        """Only the rows `idx` (in that order) stay; the parameters themselves are re-bound by the caller."""
+        self.t = self.t[idx]
+        self.exp_avg = [m[idx.to(m.device)] for m in self.exp_avg]
+        self.exp_avg_sq = [v[idx.to(v.device)] for v in self.exp_avg_sq]
+
+    def add_rows(self, n: int) -> None:
+        """n new rows at the end, at step 0."""
+        self.t = torch.cat([self.t, torch.zeros(n, dtype=torch.float64)])
+        self.exp_avg = [torch.cat([m, m.new_zeros((n, *m.shape[1:]))]) for m in self.exp_avg]
+        self.exp_avg_sq = [torch.cat([v, v.new_zeros((n, *v.shape[1:]))]) for v in self.exp_avg_sq]
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor | None = None) -> None:
+        """One step; `lr` (B,): each row's learning rate this step (default: the constant `self.lr`)."""
+        beta1, beta2 = self.betas
+        self.t += 1
+        step_size = ((self.lr if lr is None else lr.double()) / (1 - beta1**self.t)).float()  # (B,)
+        bc2_sqrt = ((1 - beta2**self.t) ** 0.5).float()
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            g = p.grad
+            if g is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v.sqrt() / bc2_sqrt.to(p.device).view(shape)).add_(self.eps)
+            p.sub_(step_size.to(p.device).view(shape) * m / denom)

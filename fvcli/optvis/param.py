@@ -48,6 +48,14 @@ class PixelImage(nn.Module):
         self.pixels = nn.Parameter(_randn((3, h, w), gens, std))
         self.decorrelate, self.sigmoid = decorrelate, sigmoid
 
+    def spatial(self) -> torch.Tensor:
+        return self.pixels
+
+    @torch.no_grad()
+    def set_spatial(self, t: torch.Tensor) -> None:
+        """Make `spatial()` equal t (B, 3, h, w): how a coarse render hands its picture on (fvcli/optvis/coarse.py)."""
+        self.pixels.copy_(t)
+
     def forward(self) -> torch.Tensor:
         return to_rgb(self.pixels, self.decorrelate, self.sigmoid)
 
@@ -67,6 +75,12 @@ class FourierImage(nn.Module):
     def spatial(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale  # (B, 3, h, wf)
         return torch.fft.irfft2(spec, s=(self.h, self.w), norm="ortho") / FOURIER_MAGIC
+
+    @torch.no_grad()
+    def set_spatial(self, t: torch.Tensor) -> None:
+        """Make `spatial()` equal t (B, 3, h, w), the exact inverse of spatial() (the scale is never 0)."""
+        spec = torch.fft.rfft2(t.float() * FOURIER_MAGIC, norm="ortho") / self.scale
+        self.spectrum.copy_(torch.view_as_real(spec))
 
     def forward(self) -> torch.Tensor:
         return to_rgb(self.spatial(), self.decorrelate, self.sigmoid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 _FACE = {
     "Recipe": "schema", "ModelRecipe": "schema", "RenderRecipe": "schema", "ParamRecipe": "schema",
     "RegularizerRecipe": "schema", "GradientRecipe": "schema", "ExamplesRecipe": "schema", "VariantsRecipe": "schema",
-    "InterpolationRecipe": "schema", "MAX_STEPS": "schema", "MAX_BATCH": "schema",
+    "InterpolationRecipe": "schema", "StopRecipe": "schema", "MAX_STEPS": "schema", "MAX_BATCH": "schema",
     "from_dict": "validate", "SECTIONS": "validate", "TOP_KEYS": "validate",
     "load_recipe": "files", "read_yaml": "files", "resolve_recipe_path": "files", "parse_set": "files",
     "set_path": "files", "to_yaml": "files",

@@ -15,7 +15,9 @@ import json
 from dataclasses import dataclass, field
 
 from ..models import ModelOptions, Preprocess, parse_layouts
+from ..optvis.coarse import coarse_size
 from ..optvis.loop import LoopSettings
+from ..optvis.optim import LR_SCHEDULES
 from ..optvis.preconditioners import KINDS as PRECONDITIONERS
 from ..optvis.preconditioners import GradientSpec
 from ..optvis.transforms import PRESETS, Step, at_size
@@ -51,6 +53,9 @@ class ModelRecipe:
 class RenderRecipe:
     steps: int = field(default=512, metadata=_bounds(1, MAX_STEPS))
     lr: float = field(default=0.05, metadata=_bounds(1e-6, 100.0))  # Adam learning rate (the article: 0.05)
+    # the learning rate over the steps: constant (the article's) or cosine (decays to 0 at the last step)
+    lr_schedule: str = field(default="constant", metadata=_bounds(choices=LR_SCHEDULES))
+    lr_warmup: int = field(default=0, metadata=_bounds(0, MAX_STEPS))  # steps of linear warm-up first
     size: int = field(default=224, metadata=_bounds(8, MAX_SIZE))
     batch_size: int | str = field(default="auto", metadata=_bounds(1, MAX_BATCH))  # or "auto"
     seed: int = field(default=0, metadata=_bounds(0, 2**62))
@@ -62,6 +67,21 @@ class RenderRecipe:
     # the render size the transforms' pixel amounts (pad, jitter, blur) are written for: at another size they are
     # scaled by size / transforms_at_size, the same relative strength (None: used as written, the article's way)
     transforms_at_size: int | None = field(default=224, metadata=_bounds(8, MAX_SIZE))
+    # coarse to fine (fvcli/optvis/coarse.py): this fraction of the steps first, at coarse_scale times the size, then
+    # the picture handed on at full size (0: off; pixel and Fourier params)
+    coarse: float = field(default=0.0, metadata=_bounds(0.0, 0.95))
+    coarse_scale: float = field(default=0.5, metadata=_bounds(0.1, 1.0))
+
+
+@dataclass(frozen=True)
+class StopRecipe:
+    # a unit whose objective has stopped improving leaves its batch before `render.steps`, and the next unit of the
+    # plan takes its slot (continuous batching, fvcli/optvis/stream.py); never in the article's recipe
+    converge: bool = False
+    min_steps: int = field(default=128, metadata=_bounds(1, MAX_STEPS))  # no stop before this step
+    window: int = field(default=32, metadata=_bounds(1, MAX_STEPS))  # steps per mean of the objective
+    tol: float = field(default=0.01, metadata=_bounds(0.0, 1.0))  # stop when the last window's mean rose by less
+    queue: int = field(default=4, metadata=_bounds(1, 64))  # sweeps: units per slot in a planned batch (refill)
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,7 @@ class Recipe:
     variants: VariantsRecipe = VariantsRecipe()  # diversity facets, negatives, appendix panels
     interpolation: InterpolationRecipe = InterpolationRecipe()  # `fv interpolate`
     gradient: GradientRecipe = GradientRecipe()  # gradient preconditioner (default: none)
+    stop: StopRecipe = StopRecipe()  # convergence stop and continuous batching (default: off)
 
     # -- derived views --------------------------------------------------------------------------------------
     def model_options(self) -> ModelOptions:
@@ -158,11 +179,15 @@ class Recipe:
 
     def loop_settings(self) -> LoopSettings:
         r, p = self.render, self.param
+        full = at_size(self.transforms, r.size, r.transforms_at_size)
+        coarse = at_size(full, coarse_size(r.size, r.coarse_scale), r.size)  # the same strength at the coarse size
         return LoopSettings(steps=r.steps, lr=r.lr, size=r.size, thresholds=r.thresholds, param=p.kind,
                             decorrelate=p.decorrelate, sigmoid=p.sigmoid, decay_power=p.decay_power,
-                            transforms=at_size(self.transforms, r.size, r.transforms_at_size), spectrum=p.spectrum, maco_alpha=p.maco_alpha,
+                            transforms=full, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
                             channels_last=r.channels_last, precision=r.precision,
-                            compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)))
+                            compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)),
+                            coarse_steps=int(round(r.coarse * r.steps)), coarse_scale=r.coarse_scale, coarse_transforms=coarse,
+                            lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -181,6 +206,12 @@ class Recipe:
         r = self.render
         if at_size(self.transforms, r.size, r.transforms_at_size) == self.transforms:  # scaling changes nothing
             d["render"].pop("transforms_at_size")  # (at its size, no pixel amounts, or null): the hash it always had
+        if r.lr_schedule == "constant" and r.lr_warmup == 0:  # recipes from before schedules keep their hash
+            d["render"].pop("lr_schedule")
+            d["render"].pop("lr_warmup")
+        if r.coarse == 0:  # off: recipes from before coarse to fine keep their hash
+            d["render"].pop("coarse")
+            d["render"].pop("coarse_scale")
         d.pop("units")
         d.pop("examples")
         for key in _NEWER_MODEL_KEYS:  # unset, they add nothing: recipes written before them keep their hash
@@ -195,6 +226,10 @@ class Recipe:
                           ("gradient", GradientRecipe)):
             if getattr(self, name) == cls():  # at their defaults they add nothing: plain recipes keep their hash
                 d.pop(name)
+        if self.stop.converge:
+            d["stop"].pop("queue")  # how many units wait per slot: the same pictures
+        else:  # off, its settings change nothing: every recipe without a stop keeps its hash
+            d.pop("stop")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

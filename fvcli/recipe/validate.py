@@ -28,6 +28,7 @@ from .schema import (
     Recipe,
     RegularizerRecipe,
     RenderRecipe,
+    StopRecipe,
     VariantsRecipe,
 )
 
@@ -133,7 +134,7 @@ def _check_kwargs(kwargs: dict | None) -> None:
 
 SECTIONS = {"model": ModelRecipe, "render": RenderRecipe, "param": ParamRecipe, "regularizers": RegularizerRecipe,
             "examples": ExamplesRecipe, "variants": VariantsRecipe, "interpolation": InterpolationRecipe,
-            "gradient": GradientRecipe}
+            "gradient": GradientRecipe, "stop": StopRecipe}
 TOP_KEYS = tuple(SECTIONS) + ("transforms", "units")
 
 
@@ -153,6 +154,9 @@ def from_dict(raw: Any) -> Recipe:
     if pre in SPATIAL_PRECONDITIONERS and kw["param"].kind != "pixel":
         raise FvError(f"recipe key gradient.precondition: {pre!r} reshapes an image-shaped gradient and needs "
                       f"param.kind: pixel (got {kw['param'].kind!r}); with any param use one of: none, sign")
+    if kw["stop"].converge and kw["render"].coarse:
+        raise FvError("recipe keys stop.converge and render.coarse cannot be combined (a continuously refilled "
+                      "batch renders at one size): set one of them off")
     parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["strong"]
     units = raw.get("units") or []

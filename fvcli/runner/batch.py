@@ -1,7 +1,7 @@
 """Running units: plan them into batches (one layer per batch), render each batch, write PNG + JSON per unit.
 
-`render_units()` is what `fv render` calls (through `api.render`); `fv sweep` builds on `plan_batches()` and
-`run_batch()`.
+fvcli/runner/job.py's `render_units()` is what `fv render` calls (through `api.render`); `fv sweep` builds on
+`plan_batches()` and `run_batch()`; fvcli/runner/stream.py renders a continuously refilled batch instead.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..models import LoadedModel
 from ..optvis.loop import NumericalFault, Snapshot, derive_seed, render_batch
 from ..optvis.objectives import Objective, PerImage
 from ..optvis.penalties import regularizers
-from ..outputs import atomic_write_json, grid, save_png, to_uint8, versions
+from ..outputs import atomic_write_json, save_png, versions
 from ..recipe import Recipe
 from ..units.unit import Unit
 
@@ -142,6 +142,7 @@ class BatchResult:
     seconds: float
     objectives: list[Objective]
     faults: list[list[dict]] = field(default_factory=list)  # per unit: what went wrong and how it was retried
+    stops: list[dict | None] = field(default_factory=list)  # per unit: when and why it stopped early (stream)
 
 
 def run_batch(model: LoadedModel, recipe: Recipe, units: Sequence[Unit],
@@ -210,8 +211,8 @@ def _no_reg(recipe: Recipe) -> Recipe:
 
 def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objective: Objective,
                 snaps: Sequence[Snapshot], b: int, seconds: float, batch_size: int,
-                faults: list[dict] | None = None) -> dict:
-    return {
+                faults: list[dict] | None = None, stopped: dict | None = None) -> dict:
+    rec = {
         "unit": unit.label,
         "key": unit.key,
         "kind": unit.kind,
@@ -240,12 +241,16 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
         "png": f"{unit.key}.png",
         "faults": faults or [],
     }
+    if stopped is not None:  # continuous batching (recipe stop.converge): at which step and why the unit stopped
+        rec["stopped"] = stopped
+    return rec
 
 
 def batch_records(model: LoadedModel, recipe: Recipe, res: BatchResult) -> list[dict]:
     """The JSON record of each unit of a rendered batch."""
     return [unit_record(model, recipe, unit, res.seeds[b], res.objectives[b], res.snapshots, b, res.seconds,
-                        len(res.units), res.faults[b] if res.faults else None) for b, unit in enumerate(res.units)]
+                        len(res.units), res.faults[b] if res.faults else None, res.stops[b] if res.stops else None)
+            for b, unit in enumerate(res.units)]
 
 
 def write_batch(out_dir: Path, model: LoadedModel, recipe: Recipe, res: BatchResult,
@@ -269,35 +274,3 @@ def rendered_items(res: BatchResult, records: Sequence[dict]) -> list[dict]:
     """Per unit of a batch: key, label, final image (3, H, W) in [0, 1] on the CPU, record, earlier snapshots."""
     return [{"key": u.key, "label": u.label, "image": res.snapshots[-1].images[b], "record": records[b],
              "history": {s.step: s.images[b] for s in res.snapshots[:-1]}} for b, u in enumerate(res.units)]
-
-
-def render_units(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out_dir: Path | None,
-                 on_step: Callable[[int], None] | None = None, batch_size: int | None = None) -> dict:
-    """Render `units`: KEY.png + KEY.json each, and grid.png when there are several, into `out_dir` (None: no
-    files). Returns {"pngs", "grid", "batch_size", "items" (see `rendered_items`)}."""
-    out_dir = Path(out_dir) if out_dir is not None else None
-    bs = batch_size or resolve_batch_size(model, recipe, len(units))
-    written: list[Path] = []
-    items: list[dict] = []
-    tiles, labels = [], []
-    backoff = OomBackoff(model.device)
-
-    def one(batch: list[Unit]) -> list[Unit]:
-        res = run_batch(model, recipe, batch, on_step=on_step)
-        records = batch_records(model, recipe, res)
-        if out_dir is not None:
-            written.extend(write_batch(out_dir, model, recipe, res, records))  # written as soon as a batch is done
-        items.extend(rendered_items(res, records))
-        for b, u in enumerate(batch):
-            tiles.append(to_uint8(res.snapshots[-1].images[b]))
-            lab = model.label(u.channel) if u.kind in ("logit", "prob") else None
-            labels.append(f"{u.label} {lab}" if lab else u.label)
-        return batch
-
-    for batch in plan_batches(units, bs):
-        backoff(one, batch)
-    grid_path = None
-    if len(units) > 1 and out_dir is not None:
-        grid_path = out_dir / "grid.png"
-        save_png(grid_path, grid(tiles, labels, tile=min(224, recipe.render.size)))
-    return {"pngs": written, "grid": grid_path, "batch_size": bs, "items": items}

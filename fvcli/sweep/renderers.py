@@ -17,7 +17,8 @@ import torch
 
 from ..models import LoadedModel
 from ..recipe import Recipe
-from ..runner.batch import run_batch, unit_record
+from ..runner.batch import batch_records, run_batch
+from ..runner.stream import run_stream, streams
 from ..units.unit import Unit
 from .plan import PlannedBatch
 
@@ -57,19 +58,22 @@ class ChannelRenderer:
 
     name: str = "unit"
     images_per_unit: int = 1
+    slots: int = 0  # with the recipe's stop.converge: images in flight (the sweep's batch size); not in identity()
 
     def identity(self) -> dict:
         return {"name": self.name}
 
     def __call__(self, model: LoadedModel, recipe: Recipe, batch: PlannedBatch,
                  on_step: Callable[[int], None] | None = None) -> list[UnitOutput]:
-        res = run_batch(model, recipe, batch.units, on_step=on_step)
+        if streams(recipe):  # a planned batch of stop.queue units per slot, continuously refilled
+            results = list(run_stream(model, recipe, batch.units, self.slots or len(batch.units), on_step))
+        else:
+            results = [run_batch(model, recipe, batch.units, on_step=on_step)]
         outs = []
-        for b, u in enumerate(res.units):
-            rec = unit_record(model, recipe, u, res.seeds[b], res.objectives[b], res.snapshots, b, res.seconds,
-                              len(res.units), res.faults[b] if res.faults else None)
-            images = [UnitImage("final", f"{u.key}.png", res.snapshots[-1].images[b])]
-            images += [UnitImage(f"step {s.step}", f"{u.key}.step{s.step:05d}.png", s.images[b])
-                       for s in res.snapshots[:-1]]
-            outs.append(UnitOutput(u, images, rec))
+        for res in results:
+            for b, (u, rec) in enumerate(zip(res.units, batch_records(model, recipe, res))):
+                images = [UnitImage("final", f"{u.key}.png", res.snapshots[-1].images[b])]
+                images += [UnitImage(f"step {s.step}", f"{u.key}.step{s.step:05d}.png", s.images[b])
+                           for s in res.snapshots[:-1]]
+                outs.append(UnitOutput(u, images, rec))
         return outs

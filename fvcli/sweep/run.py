@@ -53,6 +53,7 @@ from ..models import LoadedModel
 from ..outputs import atomic_write_json
 from ..recipe import MAX_BATCH, Recipe
 from ..runner.batch import OomBackoff, auto_batch_size
+from ..runner.stream import streams
 from ..units.unit import Unit
 from .directory import (
     FORMAT,
@@ -200,13 +201,15 @@ class SweepJob:
                         break
                     report.skipped += len(batch.units) - len(missing)
                     n_events = len(backoff.events)
+                    wanted = set(missing)
+                    # a stream renders each unit independently of its batch-mates: only the missing ones
+                    todo = [u for u in batch.units if u in wanted] if streams(self.recipe) else batch.units
                     outputs = backoff(lambda us, b=batch: self.renderer(
-                        self.model, self.recipe, replace(b, units=tuple(us)), on_step), batch.units)
+                        self.model, self.recipe, replace(b, units=tuple(us)), on_step), todo)
                     meta = {"id": self.sweep_id, "batch": batch.id, "batch_size": self.batch_size,
                             "members": [u.key for u in batch.units], "shard": f"{i}/{n}"}
                     if len(backoff.events) > n_events or backoff.parts > 1:  # rendered in pieces after an OOM
                         meta["oom"] = {"parts": backoff.parts, "events": backoff.events[n_events:]}
-                    wanted = set(missing)
                     for o in outputs:
                         if o.unit in wanted and not unit_done(self.out, o.unit, self.sweep_id):
                             write_unit(self.out, o, meta)
@@ -231,10 +234,11 @@ class SweepJob:
 
 def prepare_sweep(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out: Path, *,
                   batch_size: int | str | None = None, shard: tuple[int, int] = (0, 1), overwrite: bool = False,
-                  renderer: BatchRenderer | None = None) -> SweepJob:
+                  renderer: BatchRenderer | None = None, dry: bool = False) -> SweepJob:
     """Check or create the directory's identity, plan the batches, pick this shard's and find what is missing.
 
-    batch_size: an int, or 'auto'/None (the recipe's; 'auto' reuses the directory's batch size when it has one)."""
+    batch_size: an int, or 'auto'/None (the recipe's; 'auto' reuses the directory's batch size when it has one).
+    dry: write nothing (`fv sweep --estimate`): the identity is only computed, what is missing only read."""
     renderer = renderer or ChannelRenderer()
     out = Path(out)
     units = list(dict.fromkeys(units))
@@ -256,11 +260,15 @@ def prepare_sweep(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], out
     bs = int(bs)
     if not 1 <= bs <= MAX_BATCH:
         raise FvError(f"bad batch size {bs}: expected 1-{MAX_BATCH} or auto")
-    sweep = open_sweep(out, sweep_identity(model, recipe, bs, renderer, units), recipe, model, overwrite)
+    identity = sweep_identity(model, recipe, bs, renderer, units)
+    sweep = {"id": _id(identity), **identity} if dry else open_sweep(out, identity, recipe, model, overwrite)
     order = {name: info.order for name, info in model.catalog.items()}
     costs = layer_costs(model, sorted({u.layer for u in units}, key=lambda l: order.get(l, 0)), recipe.render.size)
     # a renderer drawing several images per unit (e.g. appendix panels) gets fewer units per batch
     per_batch = max(1, bs // max(1, int(getattr(renderer, "images_per_unit", 1))))
+    if streams(recipe) and isinstance(renderer, ChannelRenderer):  # continuous batching: bs slots, a queue each
+        renderer = replace(renderer, slots=bs)
+        per_batch = bs * recipe.stop.queue
     plan = plan_sweep(units, per_batch, costs, order)
     assignment = assign_shards([b.cost for b in plan], n)
     job = SweepJob(model, recipe, out, renderer, sweep, units, plan, assignment, (i, n), selection_doc(units, order))

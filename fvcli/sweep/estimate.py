@@ -1,0 +1,96 @@
+"""`fv sweep --estimate`: the wall time a sweep will take on this machine, measured before anything renders.
+
+A sweep's time is almost all optimization steps, and a step's time depends on the model, the layer (how much of
+the network runs before it), the size, the batch and the device -- things better measured than modelled. The
+estimate plans the sweep exactly as `fv sweep` would (same batches, same shard, what is already done in the
+directory subtracted; nothing is written), then times a few steps of one full batch at the cheapest and at the most
+expensive layer of the plan (after warm-up steps) and fits seconds per step linear in the layer's counted
+multiply-adds (fvcli/sweep/plan.py `layer_costs`). Each batch then costs steps x its layer's seconds per step x
+(its images / the batch size); coarse-to-fine steps are timed at their own size. With `stop.converge` units can
+stop early, so the figure is an upper bound. Model loading and the per-unit files are not in it (seconds).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from ..models import LoadedModel
+from ..optvis.coarse import coarse_size
+from ..optvis.loop import render_batch
+from ..optvis.objectives import PerImage
+from ..recipe import Recipe
+from ..runner.batch import unit_seed
+from .plan import PlannedBatch
+from .run import SweepJob
+
+PROBE_WARMUP = 2  # steps not timed (allocations, oneDNN's first-call kernel choice)
+PROBE_STEPS = 3  # steps timed per probe
+
+
+@dataclass
+class Estimate:
+    units: int  # units this shard still has to render
+    batches: int
+    batch_size: int
+    seconds: float  # predicted wall time of the rendering
+    probes: dict[str, float]  # layer -> measured seconds per step of a full batch
+    upper_bound: bool  # stop.converge: units may stop early
+
+    def describe(self) -> str:
+        h, rem = divmod(int(round(self.seconds)), 3600)
+        probes = ", ".join(f"{layer} {s:.3f} s/step" for layer, s in self.probes.items())
+        return (f"{self.units} units in {self.batches} batch(es) of up to {self.batch_size}; measured {probes}; "
+                f"predicted {'at most ' if self.upper_bound else ''}{h} h {rem // 60:02d} min "
+                f"({self.seconds:.0f} s)")
+
+
+def step_seconds(model: LoadedModel, recipe: Recipe, batch: PlannedBatch, images: int, size: int) -> float:
+    """Measured seconds per optimization step of `images` images of this batch's units at `size` px."""
+    units = (list(batch.units) * images)[:images]
+    objective = PerImage(tuple(u.objective(model) for u in units))
+    seeds = [unit_seed(recipe, model, u) for u in units]
+    settings = replace(recipe.loop_settings(), steps=PROBE_WARMUP + PROBE_STEPS, thresholds=(), size=size,
+                       coarse_steps=0, transforms=recipe.loop_settings().transforms if size == recipe.render.size
+                       else recipe.loop_settings().coarse_transforms)
+    stamps: list[float] = []
+    for _ in render_batch(model, objective, seeds, settings, on_step=lambda _s: stamps.append(time.perf_counter())):
+        pass
+    return (stamps[-1] - stamps[PROBE_WARMUP - 1]) / PROBE_STEPS
+
+
+def estimate(job: SweepJob) -> Estimate:
+    recipe, bs = job.recipe, job.batch_size
+    todo = job.todo
+    per_unit_images = max(1, int(getattr(job.renderer, "images_per_unit", 1)))
+    r = recipe.render
+    coarse_steps = recipe.loop_settings().coarse_steps
+    fine_steps = r.steps - coarse_steps
+    if not todo:
+        return Estimate(0, 0, bs, 0.0, {}, False)
+    cost_of = {b.layer: b.cost / max(1, len(b.units)) for b in todo}  # per unit: the layer's, whatever the batch
+    cheap, dear = (min(todo, key=lambda b: cost_of[b.layer]), max(todo, key=lambda b: cost_of[b.layer]))
+    ends = {cheap.layer: cheap, dear.layer: dear}
+    probes: dict[str, float] = {}
+    coarse: dict[str, float] = {}
+    for layer, b in ends.items():
+        probes[layer] = step_seconds(job.model, recipe, b, bs, r.size)
+        if coarse_steps:
+            coarse[layer] = step_seconds(job.model, recipe, b, bs, coarse_size(r.size, r.coarse_scale))
+
+    def fit(measured: dict[str, float], layer: str) -> float:
+        (l0, t0), (l1, t1) = (list(measured.items()) * 2)[:2] if len(measured) == 1 else list(measured.items())
+        c0, c1 = cost_of[l0], cost_of[l1]
+        return t0 if c1 == c0 else t0 + (t1 - t0) * (cost_of[layer] - c0) / (c1 - c0)
+
+    seconds = 0.0
+    units = 0
+    for b in todo:
+        missing = len(job.missing(b))
+        units += missing
+        share = len(b.units) * per_unit_images / bs  # the batch's images relative to the probe's full batch
+        if recipe.stop.converge:
+            share = missing / bs  # a stream renders only what is missing, `bs` at a time
+        seconds += fine_steps * fit(probes, b.layer) * share
+        if coarse_steps:
+            seconds += coarse_steps * fit(coarse, b.layer) * share
+    return Estimate(units, len(todo), bs, seconds, probes, recipe.stop.converge)

@@ -1,0 +1,586 @@
+#!/usr/bin/env python
+"""Time to quality (issue #20): how many wall seconds per unit until a picture is as good as lucent's at 512 steps?
+
+    make bench-ttq                                    # every model of the matrix (bench venv: lucent + matplotlib)
+    .venv-bench/bin/python scripts/bench_time_to_quality.py --only mobilenet_v2 --classes 32 --size 128
+    .venv-bench/bin/python scripts/bench_time_to_quality.py --only resnet50,convnext_tiny --units 4 --size 128
+    .venv-bench/bin/python scripts/bench_time_to_quality.py --only mobilenet_v2 --score-only   # tables + plots only
+
+Models: scripts/bench_matrix.py's five (InceptionV1 `mixed4a` with random weights, the real MobileNetV2's class
+logits, ResNet-50 `layer3`, ConvNeXt-T `features.5`, ViT-B/16 `encoder_layer_6`; the torchvision ones with random
+weights: nothing downloads here). Units: the MobileNetV2's logits of the first `--classes` BENCH classes
+(scripts/bench_imagenet_quality.py's rule, every 15th index from 1); on the other models channels 0..`--units`-1.
+
+Rows, every one on the same units, `--size`, `--steps` (the article's own 2560 steps are not used: every row stops at
+`--steps`), seed 0, `--batch` images per batch for both tools:
+  fv default    the model's default recipe (configs/default.yaml, or configs/mobilenet_v2.yaml for the MobileNetV2)
+  fv article    the same model with configs/article.yaml's param, transforms, regularizers and render settings
+  fv converge   fv default + `stop.converge=true` (fvcli/runner/stream.py: a unit whose objective stopped improving
+                leaves its batch, the next unit of the chunk takes its slot; its record says at which step)
+  lucent        torch-lucent's `render_vis` defaults (FFT + decorrelation, its standard transforms, Adam 0.05),
+                the units of a batch rendered jointly (a sum of per-image objectives: lucent's batch use; faster per
+                unit than one call per unit, so this favours lucent). Two facts of the models, not tuning (as in
+                bench_imagenet_quality.py / bench_lucent.py): the network is the plain one as its builder makes it
+                behind the model's own preprocessing (the MobileNetV2's [0,1] -> [-1,1]; fv's random:0 weights for
+                InceptionV1 too, so both tools render the same network), `preprocess=False`, and
+                `fixed_image_size` = the render size.
+
+Processes: the units are cut into chunks of `--chunk` (default: the batch); one round per chunk; in a round every row
+runs in its own fresh process, the order of the rows flipping every round. Renders are cached under
+runs/ttq/MODEL-SIZEpx-STEPS/ROW/ (PNG per unit and snapshot, chunk-KK.json with the clock readings): a rerun only
+runs the missing (row, chunk) processes.
+
+Seconds per unit at a snapshot step s (every row): the parent reads the wall clock (time.time()) just before it
+spawns the worker; the worker reads it when its first batch starts (so interpreter start, imports and model
+loading are counted) and after every optimization step. For one chunk, time to s = (first batch start - spawn) +
+sum over the chunk's batches of (clock after step s - batch start); seconds per unit = sum over chunks / units.
+With one batch per chunk (the default) this is simply "wall seconds from spawn to the s-th step / units". The
+converge row has no per-step clock of its own per unit (units leave at different steps), so it is one point: the
+chunk's wall seconds from spawn until its last unit finished / units, at its final pictures.
+
+Quality of a snapshot (every snapshot saved as an 8-bit PNG and read back, what a user sees):
+  objective   on every model, the unit's own fv objective (fvcli.units.unit.parse_units -> unit.objective(model)) on
+              the PNG, untransformed, through the model's preprocessing (fvcli.models.Capture); the mean over units;
+              the same number for lucent's PNGs
+  judge top-1 on the MobileNetV2, the fraction of classes the independent judge (../shared/judges, MobileNetV1
+              0.5/160; evaluated with, never optimized against) ranks first, with a 95 % Wilson interval
+
+Summary per model and quality measure: lucent's level L = its quality at `--steps`; lucent's seconds = the first
+time its own curve reaches L; fv's seconds = the first time fv default's curve reaches L; both by linear
+interpolation in (seconds per unit, quality) between consecutive snapshots. When fv's first snapshot is already at
+or above L its time is that snapshot's, and the ratio is a lower bound (printed `>=`); fv never reaching L is
+printed as such. Time-to-quality ratio = lucent's seconds / fv's seconds. "fv above at every budget": for every time
+budget T from the first snapshot on until lucent's last, the last fv default snapshot taken by T is at least as
+good (>=) as lucent's last snapshot taken by T (a row with no snapshot yet by T has nothing; fv keeps its final
+picture after it finished).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+import bench_imagenet_quality as biq  # noqa: E402  (BENCH rule, judge, Wilson)
+from bench_matrix import MATRIX  # noqa: E402  (the five models)
+
+ROWS = ("fv default", "fv article", "fv converge", "lucent")
+TARGET_RATIO = 20.0
+TARGET_TOP1 = 0.72
+IMG_DIR = ROOT / "docs" / "img"
+
+
+def slug(row: str) -> str:
+    return row.replace(" ", "-")
+
+
+def spec_of(key: str) -> dict:
+    for k, _label, spec, _conv in MATRIX:
+        if k == key:
+            return spec
+    raise SystemExit(f"--only: unknown model {key!r}; valid: {', '.join(m[0] for m in MATRIX)}")
+
+
+def label_of(key: str) -> str:
+    return next(label for k, label, _s, _c in MATRIX if k == key)
+
+
+def unit_strings(key: str, args) -> list[str]:
+    if key == "mobilenet_v2":
+        return [f"logit:{c}" for c in list(biq.CLASS_RULES["bench"])[: args.classes]]
+    return [f"{spec_of(key)['layer']}:{c}" for c in range(args.units)]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# fv's recipes
+
+
+def fv_recipe(key: str, row: str, size: int, steps: int, thresholds: list[int], batch: int):
+    import copy
+
+    from fvcli.recipe import from_dict, read_yaml, resolve_recipe_path
+
+    spec = spec_of(key)
+    raw = copy.deepcopy(read_yaml(resolve_recipe_path(spec.get("recipe") or "default")))
+    if not spec.get("recipe"):
+        raw["model"] = {"name": spec["model"], "weights": spec["weights"]}
+    if row == "fv article":
+        art = read_yaml(resolve_recipe_path("article"))
+        for sec in ("param", "transforms", "regularizers", "gradient"):
+            if sec in art:
+                raw[sec] = copy.deepcopy(art[sec])
+        for k, v in (art.get("render") or {}).items():
+            if k not in ("steps", "size", "thresholds", "seed", "batch_size", "device"):
+                raw.setdefault("render", {})[k] = v
+    if row == "fv converge":
+        raw.setdefault("stop", {})["converge"] = True
+    raw.setdefault("render", {}).update(size=size, steps=steps, thresholds=[t for t in thresholds if t < steps],
+                                        seed=0, device="cpu", batch_size=batch)
+    return from_dict(raw)
+
+
+def png(out: Path, row: str, unit: str, step: int) -> Path:
+    return out / slug(row) / f"{unit.replace(':', '-')}.step{step:05d}.png"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# workers (one fresh process per row and chunk)
+
+
+def worker_fv(a) -> dict:
+    torch.set_num_threads(a.threads)
+    from fvcli.models import load_model
+    from fvcli.outputs import save_png
+    from fvcli.runner.batch import run_batch
+    from fvcli.runner.stream import run_stream, streams
+    from fvcli.units.unit import parse_units
+
+    rec = fv_recipe(a.model_key, a.row, a.size, a.steps, a.thresholds, a.batch)
+    model = load_model(rec.model_options(), "cpu")
+    names = a.units.split(",")
+    units = [u for s in names for u in parse_units(s, model)]
+    steps = sorted(set(a.thresholds) | {a.steps})
+    clock: dict = {"spawn": a.t0, "ready": time.time(), "batches": [], "stopped": {}}
+    if streams(rec):
+        for res in run_stream(model, rec, units, min(a.batch, len(units))):
+            i = units.index(res.units[0])
+            by_step = {s.step: s for s in res.snapshots}
+            for t in steps:
+                save_png(png(a.out, a.row, names[i], t), (by_step.get(t) or res.snapshots[-1]).images[0])
+            st = res.stops[0] if res.stops and res.stops[0] else {}
+            clock["stopped"][names[i]] = {"step": st.get("step", res.snapshots[-1].step), "reason": st.get("reason"),
+                                          "t": time.time()}
+    else:
+        for k in range(0, len(units), a.batch):
+            marks: dict[int, float] = {}
+            begin = time.time()
+            res = run_batch(model, rec, units[k:k + a.batch], on_step=lambda s: marks.setdefault(s, time.time()))
+            for s in res.snapshots:
+                for b, name in enumerate(names[k:k + a.batch]):
+                    save_png(png(a.out, a.row, name, s.step), s.images[b])
+            clock["batches"].append({"begin": begin, "n": len(res.units), "at": {t: marks[t] for t in steps}})
+    clock["end"] = time.time()
+    return clock
+
+
+def worker_lucent(a) -> dict:
+    torch.set_num_threads(a.threads)
+    import warnings
+
+    import numpy as np
+    from bench_lucent import _refuse_download, plain_network
+
+    warnings.filterwarnings("ignore")
+    torch.hub.load_state_dict_from_url = _refuse_download
+    torch.hub.download_url_to_file = _refuse_download
+    from lucent.optvis import objectives, param, render
+
+    from fvcli.optvis.loop import derive_seed
+    from fvcli.outputs import save_png
+
+    spec = spec_of(a.model_key)
+    ns = SimpleNamespace(model=spec.get("model"), weights=spec.get("weights"), recipe=spec.get("recipe"))
+    net, prefix = plain_network(ns)
+    name = f"{prefix}.{a.lucent_path}".replace(".", "_")
+    probe: dict = {}
+    with torch.no_grad():  # a token layer (B, N, D) needs its own objective (as bench_lucent.py)
+        h = net.get_submodule(f"{prefix}.{a.lucent_path}").register_forward_hook(
+            lambda _m, _i, o: probe.update(dim=o.dim()))
+        net(torch.zeros(1, 3, a.size, a.size))
+        h.remove()
+    tokens = probe.get("dim") == 3
+
+    @objectives.wrap_objective()
+    def token_channel(layer, n_channel, batch=None):
+        @objectives.handle_batch(batch)
+        def inner(model):
+            return -model(layer)[:, 1:, n_channel].mean()  # patch tokens (the class token first)
+        return inner
+
+    names = a.units.split(",")
+    chans = [int(s.rsplit(":", 1)[1]) for s in names]
+    steps = sorted(set(a.thresholds) | {a.steps})
+    clock: dict = {"spawn": a.t0, "ready": time.time(), "batches": [], "stopped": {}}
+    for k in range(0, len(chans), a.batch):
+        chunk = chans[k:k + a.batch]
+        seed = derive_seed(0, "lucent", a.model_key, *chunk) % 2**31
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        make = token_channel if tokens else objectives.channel
+        obj = make(name, chunk[0], batch=0)
+        for i, c in enumerate(chunk[1:], 1):
+            obj = obj + make(name, c, batch=i)
+        marks: dict[int, float] = {}
+
+        def optimizer(params, marks=marks):  # lucent's default (Adam, lr 5e-2), with a clock after every step
+            opt = torch.optim.Adam(params, lr=5e-2)
+            opt.register_step_post_hook(lambda *_: marks.setdefault(len(marks) + 1, time.time()))
+            return opt
+
+        begin = time.time()
+        imgs = render.render_vis(net, obj, lambda: param.image(a.size, batch=len(chunk)), optimizer=optimizer,
+                                 thresholds=tuple(steps), preprocess=False, show_image=False, progress=False,
+                                 fixed_image_size=a.size)
+        for step, arr in zip(steps, imgs):  # (B, H, W, 3) float in [0, 1]
+            for b, nm in enumerate(names[k:k + a.batch]):
+                save_png(png(a.out, a.row, nm, step), torch.from_numpy(np.ascontiguousarray(arr[b])).permute(2, 0, 1))
+        clock["batches"].append({"begin": begin, "n": len(chunk), "at": {t: marks[t] for t in steps}, "seed": seed})
+    clock["end"] = time.time()
+    return clock
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the parent: rounds of fresh processes, then scoring
+
+
+def model_dir(key: str, args) -> Path:
+    return Path(args.out or ROOT / "runs" / "ttq") / f"{key}-{args.size}px-{args.steps}"
+
+
+def clock_path(out: Path, row: str, k: int) -> Path:
+    return out / slug(row) / f"chunk-{k:02d}.json"
+
+
+def run_model(key: str, args, lucent_path: str) -> None:
+    out = model_dir(key, args)
+    names = unit_strings(key, args)
+    chunks = [names[i:i + args.chunk] for i in range(0, len(names), args.chunk)]
+    rows = [r for r in ROWS if r in args.rows]
+    for k, chunk in enumerate(chunks):
+        for row in (rows if k % 2 == 0 else rows[::-1]):
+            cp = clock_path(out, row, k)
+            if cp.is_file():
+                continue
+            cp.parent.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, __file__, "--worker", row, "--model-key", key, "--worker-units", ",".join(chunk),
+                   "--out", str(args.out or ROOT / "runs" / "ttq"), "--size", str(args.size), "--steps",
+                   str(args.steps), "--thresholds", ",".join(map(str, args.thresholds)), "--batch", str(args.batch),
+                   "--threads", str(args.threads), "--lucent-path", lucent_path]
+            t0 = time.time()
+            p = subprocess.run(cmd + ["--t0", repr(t0)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                sys.stderr.write(p.stderr[-3000:])
+                raise SystemExit(f"bench_time_to_quality: {key} {row} chunk {k} failed")
+            clock = json.loads(p.stdout.strip().splitlines()[-1])
+            clock.update(units=chunk, load=[round(x, 2) for x in os.getloadavg()])
+            cp.write_text(json.dumps(clock))
+            print(f"# {key} chunk {k} ({len(chunk)} units) {row}: {clock['end'] - t0:.0f} s, load "
+                  f"{clock['load']}", file=sys.stderr, flush=True)
+
+
+def timings(out: Path, row: str, steps: list[int]) -> tuple[list[str], dict[int, float], float | None, dict]:
+    """(units timed, {step: seconds per unit}, converge row's seconds per unit, stopped) over the cached chunks."""
+    units: list[str] = []
+    tot = {s: 0.0 for s in steps}
+    end_tot, stopped = 0.0, {}
+    for cp in sorted((out / slug(row)).glob("chunk-*.json")):
+        c = json.loads(cp.read_text())
+        units += c["units"]
+        end_tot += c["end"] - c["spawn"]
+        stopped.update(c.get("stopped") or {})
+        for s in steps:
+            tot[s] += (c["ready"] - c["spawn"]) + sum(b["at"][str(s)] - b["begin"] for b in c["batches"])
+    n = max(1, len(units))
+    per = {s: v / n for s, v in tot.items()} if units and row != "fv converge" else {}
+    return units, per, (end_tot / n if units else None), stopped
+
+
+def score_model(key: str, args) -> dict:
+    import numpy as np
+
+    from fvcli.models import Capture
+    from fvcli.outputs import read_png
+    from fvcli.units.unit import parse_units
+
+    out = model_dir(key, args)
+    steps = sorted(set(args.thresholds) | {args.steps})
+    rows = [r for r in ROWS if r in args.rows]
+    tim = {r: timings(out, r, steps) for r in rows}
+    common = [u for u in unit_strings(key, args) if all(u in tim[r][0] for r in rows)]
+    res: dict = {"model": key, "label": label_of(key), "units": common, "steps": steps, "rows": {}}
+    if not common:
+        return res
+    rec = fv_recipe(key, "fv default", args.size, args.steps, args.thresholds, args.batch)
+    from fvcli.models import load_model
+
+    model = load_model(rec.model_options(), "cpu")
+    units = [u for s in common for u in parse_units(s, model)]
+    objs = [u.objective(model) for u in units]
+    judge = None
+    if key == "mobilenet_v2":
+        sys.path.insert(0, str(biq.JUDGE_DIR))
+        from judge import load_judge
+
+        judge = load_judge(str(biq.JUDGE))
+    for row in rows:
+        r: dict = {"seconds": tim[row][1], "converge_seconds": tim[row][2], "objective": {}, "top1": {}}
+        if row == "fv converge":
+            st = tim[row][3]
+            r["stop_steps"] = [st[u]["step"] for u in common if u in st]
+        for s in steps:
+            x = torch.stack([torch.from_numpy(read_png(png(out, row, u, s)).copy()).permute(2, 0, 1).float() / 255
+                             for u in common])
+            vals = []
+            with torch.no_grad():
+                for i in range(0, len(units), 16):
+                    xb = x[i:i + 16]
+                    ob = objs[i:i + 16]
+                    layers = sorted({ly for o in ob for ly in o.layers})
+                    with Capture(model, layers) as cap:
+                        acts = cap(model.preprocess.apply(xb))
+                    # each unit's objective on its own image (acts sliced to that image)
+                    vals += [float(o({n: v[j:j + 1] for n, v in acts.items()}, xb[j:j + 1])[0])
+                             for j, o in enumerate(ob)]
+                r["objective"][s] = float(np.mean(vals))
+                if judge is not None:
+                    logits = torch.cat([judge(x[i:i + 32]) for i in range(0, len(x), 32)])
+                    target = torch.tensor([u.channel for u in units])
+                    k1 = int((logits.argmax(1) == target).sum())
+                    r["top1"][s] = {"p": k1 / len(units), "k": k1, "ci": biq.wilson(k1, len(units))}
+        res["rows"][row] = r
+    return res
+
+
+def curve(r: dict, measure: str) -> list[tuple[float, float, int]]:
+    """[(seconds per unit, quality, step)] of a row, by time."""
+    q = r["objective"] if measure == "objective" else {s: v["p"] for s, v in r["top1"].items()}
+    if r["seconds"]:
+        return sorted((r["seconds"][s], q[s], s) for s in q)
+    last = max(q)
+    return [(r["converge_seconds"], q[last], last)] if r["converge_seconds"] else []
+
+
+def first_reach(pts: list[tuple[float, float, int]], level: float) -> tuple[float | None, bool]:
+    """(seconds at which the curve first reaches `level`, linear between snapshots; is it only a bound?)"""
+    for i, (t, q, _s) in enumerate(pts):
+        if q >= level:
+            if i == 0:
+                return t, True
+            t0, q0, _ = pts[i - 1]
+            return t0 + (level - q0) / (q - q0) * (t - t0), False
+    return None, False
+
+
+def above_everywhere(fv: list, lu: list) -> tuple[bool, str]:
+    def at(pts, T):
+        got = [q for t, q, _ in pts if t <= T]
+        return got[-1] if got else None
+
+    for T in sorted({t for t, _, _ in fv + lu if t <= lu[-1][0]}):
+        qf, ql = at(fv, T), at(lu, T)
+        if ql is not None and (qf is None or qf < ql):
+            return False, (f"at {T:.2f} s/unit fv {'has nothing yet' if qf is None else f'{qf:.3g}'} < "
+                           f"lucent {ql:.3g}")
+    return True, ""
+
+
+def summarize(res: dict, measure: str, steps: int) -> dict | None:
+    rows = res["rows"]
+    if "lucent" not in rows or "fv default" not in rows:
+        return None
+    lu, fv = curve(rows["lucent"], measure), curve(rows["fv default"], measure)
+    if not lu or not fv:
+        return None
+    level = next(q for t, q, s in lu if s == steps)
+    t_lu, _ = first_reach(lu, level)
+    t_fv, bound = first_reach(fv, level)
+    ok, why = above_everywhere(fv, lu)
+    return {"level": level, "lucent_s": t_lu, "fv_s": t_fv, "bound": bound,
+            "ratio": (t_lu / t_fv) if t_fv else None, "above": ok, "why": why}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# printing and plotting
+
+
+def measures(res: dict) -> list[str]:
+    return (["judge top-1", "objective"] if res["model"] == "mobilenet_v2" else ["objective"])
+
+
+def print_model(res: dict, args) -> list[str]:
+    lines = [f"\n### {res['label']}: {len(res['units'])} units, {args.size} px, {args.steps} steps\n"]
+    steps = res["steps"]
+    lines.append("| row | measure | " + " | ".join(f"@{s}" for s in steps) + " |")
+    lines.append("|" + " --- |" * (len(steps) + 2))
+    for row, r in res["rows"].items():
+        if r["seconds"]:
+            lines.append(f"| {row} | s/unit | " + " | ".join(f"{r['seconds'][s]:.2f}" for s in steps) + " |")
+        else:
+            st = r.get("stop_steps") or []
+            lines.append(f"| {row} | s/unit | " + " | ".join("" for _ in steps[:-1]) +
+                         f" | {r['converge_seconds']:.2f} (whole run; stop step median "
+                         f"{sorted(st)[len(st) // 2] if st else '-'}, min {min(st) if st else '-'}) |")
+        if r["top1"]:
+            lines.append(f"| {row} | judge top-1 | " + " | ".join(
+                f"{r['top1'][s]['p']:.2f} [{r['top1'][s]['ci'][0]:.2f}, {r['top1'][s]['ci'][1]:.2f}]"
+                for s in steps) + " |")
+        lines.append(f"| {row} | objective | " + " | ".join(f"{r['objective'][s]:.3g}" for s in steps) + " |")
+    return lines
+
+
+def plot_model(res: dict, args) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("# matplotlib not installed (it belongs in the bench venv): no plot", file=sys.stderr)
+        return None
+    ms = measures(res)
+    fig, axes = plt.subplots(1, len(ms), figsize=(4.2 * len(ms), 3.1), dpi=80, squeeze=False)
+    styles = {"fv default": ("C0", "o-"), "fv article": ("C2", "s-"), "fv converge": ("C4", "*"),
+              "lucent": ("C3", "^--")}
+    for ax, m in zip(axes[0], ms):
+        for row, r in res["rows"].items():
+            pts = curve(r, m)
+            if not pts:
+                continue
+            color, style = styles[row]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, label=row, ms=5 if row !=
+                    "fv converge" else 11)
+            for t, q, s in pts:
+                if s in (pts[0][2], 128, args.steps):
+                    ax.annotate(str(s), (t, q), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("wall seconds per unit (incl. startup)", fontsize=8)
+        ax.set_ylabel(m, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{res['label'].replace('`', '')}: {len(res['units'])} units, {args.size} px", fontsize=9)
+    fig.tight_layout()
+    IMG_DIR.mkdir(parents=True, exist_ok=True)
+    path = IMG_DIR / f"ttq-{res['model']}.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def summary_table(results: list[dict], args) -> list[str]:
+    lines = ["| model | units | quality | lucent @%d | lucent s/unit to it | fv default s/unit to it | "
+             "time-to-quality ratio | fv above lucent at every budget | fv default @%d | fv article @%d | "
+             "fv converge (s/unit, quality) |" % (args.steps, args.steps, args.steps),
+             "|" + " --- |" * 11]
+    for res in results:
+        for m in measures(res):
+            s = summarize(res, m, args.steps)
+            if s is None:
+                lines.append(f"| {res['label']} | {len(res['units'])} | {m} | (not measured) |" + " |" * 7)
+                continue
+            rows = res["rows"]
+
+            def final(row):
+                if row not in rows:
+                    return "-"
+                pts = curve(rows[row], m)
+                return f"{pts[-1][1]:.3g}" if pts else "-"
+
+            cv = curve(rows["fv converge"], m) if "fv converge" in rows else []
+            ratio = "fv never reaches it" if s["ratio"] is None else (
+                f"{'≥ ' if s['bound'] else ''}{s['ratio']:.1f}×" + (" ✓" if s["ratio"] >= TARGET_RATIO else
+                                                                     " (target 20×)"))
+            fv_s = "—" if s["fv_s"] is None else f"{'≤ ' if s['bound'] else ''}{s['fv_s']:.2f}"
+            lines.append(f"| {res['label']} | {len(res['units'])} | {m} | {s['level']:.3g} | {s['lucent_s']:.2f} | "
+                         f"{fv_s} | {ratio} | {'yes' if s['above'] else 'no: ' + s['why']} | {final('fv default')} | "
+                         f"{final('fv article')} | "
+                         f"{f'{cv[0][0]:.2f} s, {cv[0][1]:.3g}' if cv else '-'} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=None, help=f"comma list of: {', '.join(m[0] for m in MATRIX)}")
+    ap.add_argument("--rows", default=",".join(ROWS), help="comma list of rows (default: all four)")
+    ap.add_argument("--units", type=int, default=8, help="channels per model (not the MobileNetV2)")
+    ap.add_argument("--classes", type=int, default=32, help="BENCH classes of the MobileNetV2 (>= 32 for a verdict)")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=512)
+    ap.add_argument("--thresholds", default="16,32,64,128,256", help="snapshot steps below --steps")
+    ap.add_argument("--batch", type=int, default=16, help="images per batch, both tools")
+    ap.add_argument("--chunk", type=int, default=None, help="units per process (default: --batch)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--out", default=None, help="render cache (default runs/ttq)")
+    ap.add_argument("--score-only", action="store_true")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--json-out", default=None)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model-key", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-units", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--lucent-path", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--t0", type=float, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.thresholds = sorted({int(t) for t in args.thresholds.split(",") if t.strip() and int(t) < args.steps})
+    args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    args.chunk = args.chunk or args.batch
+    if args.worker:
+        w = SimpleNamespace(row=args.worker, model_key=args.model_key, units=args.worker_units,
+                            out=model_dir(args.model_key, args), size=args.size, steps=args.steps,
+                            thresholds=args.thresholds, batch=args.batch, threads=args.threads,
+                            lucent_path=args.lucent_path, t0=args.t0)
+        clock = worker_lucent(w) if args.worker == "lucent" else worker_fv(w)
+        print(json.dumps(clock))
+        return
+    torch.set_num_threads(args.threads)
+    keys = args.only.split(",") if args.only else [m[0] for m in MATRIX]
+    for k in keys:
+        spec_of(k)
+    if "mobilenet_v2" in keys and not (biq.MODEL_DIR.is_dir() and biq.JUDGE.is_file()):
+        print("# mobilenet_v2 skipped: ../shared (weights, judge) not found", file=sys.stderr)
+        keys.remove("mobilenet_v2")
+    if "lucent" in args.rows:
+        try:
+            import lucent  # noqa: F401
+        except ImportError:
+            sys.exit("bench_time_to_quality: torch-lucent is not importable: run it with the bench venv "
+                     "(`make bench-ttq` creates .venv-bench)")
+    from bench_common import cpu_name
+
+    results = []
+    t_start = time.time()
+    for key in keys:
+        from fvcli.models import load_model
+
+        rec = fv_recipe(key, "fv default", args.size, args.steps, args.thresholds, args.batch)
+        if not args.score_only:
+            model = load_model(rec.model_options(), "cpu")
+            from fvcli.units.unit import parse_units
+
+            u0 = parse_units(unit_strings(key, args)[0], model)[0]
+            lucent_path = model.layer(u0.layer).path
+            del model
+            run_model(key, args, lucent_path)
+        res = score_model(key, args)
+        results.append(res)
+        if not res["units"]:
+            print(f"# {key}: nothing rendered yet", file=sys.stderr)
+            continue
+        for line in print_model(res, args):
+            print(line)
+        if not args.no_plot:
+            p = plot_model(res, args)
+            if p:
+                print(f"\n![{key}]({os.path.relpath(p, ROOT / 'docs' / 'reports')})")
+    results = [r for r in results if r["units"]]
+    print(f"\n## Time to quality: {args.size} px, {args.steps} steps, batch {args.batch}, {args.threads} thread(s) per "
+          f"process; {cpu_name()}; 1-min load {os.getloadavg()[0]:.2f}; {(time.time() - t_start) / 60:.1f} min\n")
+    for line in summary_table(results, args):
+        print(line)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

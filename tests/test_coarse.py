@@ -1,0 +1,82 @@
+"""Coarse to fine (recipe render.coarse): the first steps at a lower resolution, then full size.
+
+The picture must come out as a plain render's does (size, range, a score that rose), snapshots of the coarse phase
+at the render's size, the hand-on exact (the fine param starts from the coarse picture), the seed alone deciding
+the picture, and the recipe's other renders untouched (off keeps every hash; it cannot be combined with a stream).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fvcli.errors import FvError
+from fvcli.models import ModelOptions, load_model
+from fvcli.optvis.coarse import coarse_size, hand_on
+from fvcli.optvis.loop import render_batch, unit_generators
+from fvcli.optvis.objectives import PerImage
+from fvcli.optvis.param import make_param
+from fvcli.recipe import load_recipe
+from fvcli.runner.batch import run_batch
+from fvcli.units.unit import parse_units
+
+SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model(ModelOptions(name="demo"), "cpu")
+
+
+def _recipe(*sets: str):
+    return load_recipe(None, [f"render.size={SIZE}", "render.steps=40", "model.name=demo", *sets])
+
+
+@pytest.mark.parametrize("kind", ["fourier", "pixel"])
+def test_hand_on_is_exact(kind):
+    gens = unit_generators([1, 2], "init")
+    small = make_param(kind, gens, 24, 24)
+    big = make_param(kind, unit_generators([3, 4], "init"), 48, 48)
+    with torch.no_grad():
+        small_t = small.spatial() + torch.linspace(-1, 1, 24).view(1, 1, 1, 24)  # some structure to carry over
+        small.set_spatial(small_t)
+        torch.testing.assert_close(small.spatial(), small_t, rtol=1e-4, atol=1e-5)  # set_spatial inverts spatial
+    hand_on(small, big)
+    up = torch.nn.functional.interpolate(small.spatial().detach(), size=(48, 48), mode="bilinear",
+                                         align_corners=False)
+    torch.testing.assert_close(big.spatial().detach(), up, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["fourier", "pixel"])
+def test_a_coarse_to_fine_render_is_a_render(demo, kind):
+    rec = _recipe("render.coarse=0.6", "render.thresholds=[0, 8, 32]", f"param.kind={kind}")
+    units = parse_units("logit:2,6", demo)
+    res = run_batch(demo, rec, units)
+    steps = [s.step for s in res.snapshots]
+    assert steps == [0, 8, 32, 40]
+    for s in res.snapshots:  # every snapshot at the render's size and range, coarse phase included
+        assert s.images.shape == (2, 3, SIZE, SIZE)
+        assert float(s.images.min()) >= 0 and float(s.images.max()) <= 1
+    first, last = res.snapshots[0].scores, res.snapshots[-1].scores
+    assert float(last.mean()) > float(first.mean()) + 1, (first, last)  # the objective rose through both phases
+    assert coarse_size(SIZE, 0.5) == 24
+
+
+def test_the_seed_alone_decides_the_picture(demo):
+    rec = _recipe("render.coarse=0.6")
+    units = parse_units("logit:0-3", demo)
+    obj = [u.objective(demo) for u in units]
+    both = list(render_batch(demo, PerImage(tuple(obj)), [11, 12, 13, 14], rec.loop_settings()))[-1]
+    alone = list(render_batch(demo, PerImage((obj[2],)), [13], rec.loop_settings()))[-1]
+    assert (both.images[2] - alone.images[0]).abs().max() < 2 / 255
+
+
+def test_off_keeps_every_hash_and_does_not_combine_with_a_stream():
+    base = load_recipe(None)
+    assert load_recipe(None, ["render.coarse_scale=0.25"]).hash() == base.hash()  # off: inert
+    assert load_recipe(None, ["render.coarse=0.5"]).hash() != base.hash()
+    assert load_recipe(None, ["render.coarse=0.75", "render.steps=32"]).loop_settings().coarse_steps == 24
+    assert load_recipe("article").loop_settings().coarse_steps == 0
+    with pytest.raises(FvError, match="stop.converge and render.coarse"):
+        load_recipe(None, ["render.coarse=0.5", "stop.converge=true"])
+    with pytest.raises(FvError, match="coarse_scale"):
+        load_recipe(None, ["render.coarse_scale=2"])
