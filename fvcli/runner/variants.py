@@ -247,8 +247,8 @@ def run_variant_batch(model: LoadedModel, recipe: Recipe, variants: Sequence[Var
     described = [o if l is None or div is None else o + diversity_weight * Diversity(l)
                  for o, l in zip(objs, div_layers)]
     act, cos = measure(model, variants, base_objs, div_layers, snaps[-1].images)
-    return VariantBatch(list(variants), seeds, snaps, seconds, described, faults, act, cos, div_layers,
-                        diversity_weight if div is not None else 0.0)
+    return VariantBatch(list(variants), seeds, snaps, seconds, described, faults, activation=act, gram_cosine=cos,
+                        diversity_layers=div_layers, diversity_weight=diversity_weight if div is not None else 0.0)
 
 
 def measure(model: LoadedModel, variants: Sequence[Variant], objectives: Sequence[Objective],
