@@ -89,7 +89,7 @@ def test_out_of_memory_with_one_image_is_a_clear_error(iv1, recipe, tmp_path):
 
 
 def test_out_of_memory_in_fv_render_halves_too(iv1, recipe, tmp_path, monkeypatch):
-    import fvcli.runner.batch as runner
+    import fvcli.runner.job as runner  # where render_units looks run_batch up
 
     real, sizes = runner.run_batch, []
 
