@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-delay", type=float, default=6.0, help="a kill lands 0.2 s to this long after a start")
     ap.add_argument("--cap", type=int, default=4, help="kills per victim per round, after which it may finish")
     ap.add_argument("--max-rounds", type=int, default=50)
+    ap.add_argument("--finalizer-kills", type=int, default=2, help="kills of each round's budget kept for the finalizer")
+    ap.add_argument("--require", default="examples,finalizer,shard",
+                    help="victims that must have been killed at least once (rounds repeat until then)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep everything here (default: a temp dir, removed)")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -234,14 +237,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: reference run {t_ref:.0f} s, {len(files_of(ref))} files, {expected} units", flush=True)
         budget, total_kills, total_files, mismatches, failures, rounds = [args.kills], 0, 0, [], [], 0
         by_victim: dict[str, int] = {}
-        while (budget[0] > 0 or rounds == 0) and rounds < args.max_rounds:
+        required = [r for r in args.require.split(",") if r]
+
+        def more() -> bool:
+            unmet = [r for r in required if not any(by_victim.get(v) for v in by_victim if v.startswith(r))]
+            return budget[0] > 0 or rounds == 0 or bool(unmet)
+
+        while more() and rounds < args.max_rounds:
+            if rounds and budget[0] <= 0:  # another round only for a victim not yet killed: a small budget
+                budget[0] = args.finalizer_kills + 3
             rounds += 1
             out = work / f"round{rounds:02d}"
             shutil.rmtree(out, ignore_errors=True)
             phase1 = [Job(f"shard {s}", sweep_args(out, units, s)) for s in ("0/3", "1/3", "2/3")]
             phase1.insert(1, Job("shard 0/3 (double-submitted)", sweep_args(out, units, "0/3")))
             phase1.append(Job("examples", examples_args(out, images, layer)))
-            k = run_phase(phase1, rng, args.max_delay, args.cap, budget, failures)
+            p1 = [max(0, budget[0] - args.finalizer_kills)]  # some kills kept for the finalizer
+            k = run_phase(phase1, rng, args.max_delay, args.cap, p1, failures)
+            budget[0] -= k
             fin = [Job("finalizer", fv("sweep", "--finalize", "-o", str(out), "-q"))]
             k += run_phase(fin, rng, min(args.max_delay, 3.0), args.cap, budget, failures)
             for j in phase1 + fin:

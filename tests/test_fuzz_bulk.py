@@ -63,7 +63,9 @@ def names(msg: str, text: str) -> bool:
     """Does `msg` name (part of) the bad input `text`? Plain or repr-escaped, carets of expression errors removed;
     an empty part is named as ''."""
     parts = [text.strip()] + re.split(r"[\s:@,()=+*.\[\]{}\-]+", text) + [q.strip() for q in re.split("[:@=]", text)]
-    return any(p and (p in m or repr(p)[1:-1] in m) for p in parts for m in (msg, msg.replace("^", ""))) or "''" in msg
+    quoted = re.findall(r"'([^']+)'", msg)  # e.g. "unexpected character '^'"
+    return (any(p and (p in m or repr(p)[1:-1] in m) for p in parts for m in (msg, msg.replace("^", "")))
+            or "''" in msg or any(q in text for q in quoted))
 
 
 def rejected(exc: FvError, case: object) -> None:
@@ -249,3 +251,10 @@ def test_image_folders_bulk(tmp_path):
             assert folder.files and all(not f.startswith(".") and "/." not in f for f in folder.files)
             folder.signature()
         count("image-folders")
+
+
+def test_a_direction_path_with_a_nul_byte_is_a_clean_error(demo):
+    """Found by this file at FV_FUZZ_SCALE=10: `dir=` followed by a NUL byte raised a bare ValueError
+    ('embedded null byte') out of Path.read_bytes -- a traceback instead of a one-line message."""
+    with pytest.raises(FvError, match=r"bad direction file path '\\x00x.npy'"):
+        parse_expression("block2:dir=\x00x.npy", demo)
