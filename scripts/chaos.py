@@ -37,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
+# how a killed fv may end: finished just before the signal (0), fv's own exits for SIGINT / SIGTERM (130 / 143), or
+# the signal's default action (before fv's handlers are installed, e.g. while torch imports)
+SIGNAL_EXITS = {0, 130, 143, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT}
 # JSON fields that differ between any two runs (clocks, processes, hosts), or between an interrupted and an
 # uninterrupted run (per-run timing, the list of runs a shard's state keeps, how far an examples pass resumed from).
 VOLATILE = {"finalized", "created", "created_by", "started", "ended", "updated", "finished", "generated", "seconds", "wall_seconds",
@@ -140,6 +143,8 @@ def run_phase(jobs: list[Job], rng: random.Random, max_delay: float, cap: int, b
                     kills += 1
                     budget[0] -= 1
                     j.log.append(f"{signal.Signals(sig).name} -> {j.proc.returncode}")
+                    if j.proc.returncode not in SIGNAL_EXITS:  # e.g. 1: an error on the way out
+                        failures.append(f"{j.name} exited {j.proc.returncode} after {signal.Signals(sig).name}")
                     if j.proc.returncode == 0:  # it finished just before the signal landed
                         j.done = True
                     else:
