@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import FUZZ_CASES
 
 from fvcli.errors import FvError
 from fvcli.models import ModelOptions, get_spec, load_model, parse_layouts
@@ -24,8 +25,6 @@ from fvcli.recipe import TOP_KEYS, from_dict
 from fvcli.recipe.files import parse_set
 from fvcli.units.expr import parse_expression
 from fvcli.units.unit import parse_units
-
-from conftest import FUZZ_CASES
 
 SCALE = max(0.01, float(os.environ.get("FV_FUZZ_SCALE", "1")))
 SEED = int(os.environ.get("FV_FUZZ_SEED", "22"))

@@ -13,11 +13,10 @@ import os
 import random
 
 import pytest
+from conftest import FUZZ_CASES
 from typer.testing import CliRunner
 
 from fvcli.cli import app
-
-from conftest import FUZZ_CASES
 
 SCALE = max(0.01, float(os.environ.get("FV_FUZZ_SCALE", "1")))
 SEED = int(os.environ.get("FV_FUZZ_SEED", "22"))

@@ -43,7 +43,7 @@ class _AliasRefused(Exception):
 class _NoAliasLoader(yaml.SafeLoader):
     """yaml.SafeLoader that stops at the first alias instead of expanding it."""
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+    def compose_node(self, parent, index):  # PyYAML's signature
         if self.check_event(yaml.AliasEvent):
             ev = self.peek_event()
             raise _AliasRefused(ev.anchor, ev.start_mark.line + 1)
@@ -56,7 +56,7 @@ def read_yaml(path: Path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise FvError(f"cannot read recipe {path}: {exc}") from None
     try:
-        raw = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_NoAliasLoader)  # a yaml.SafeLoader subclass
     except _AliasRefused as exc:
         raise FvError(f"recipe {path} uses the YAML alias *{exc.anchor} at line {exc.line}: refused (aliases can "
                       f"expand a small file without bound); write the values out in full") from None
