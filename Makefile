@@ -6,7 +6,7 @@ FV := $(VENV)/bin/fv
 STAMP := $(VENV)/.fv-installed
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo demo-model clean docs
+.PHONY: install test demo demo-model clean docs fuzz chaos
 
 install: $(STAMP)
 
@@ -19,6 +19,19 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# Nightly fuzzing: the suite's fuzz files with every count x10 (FV_FUZZ_SCALE; >= 100,000 cases, the count is
+# printed at the end). FV_FUZZ_SEED changes the seeded cases of tests/test_fuzz_bulk.py and test_fuzz_cli.py.
+FUZZ_SCALE ?= 10
+fuzz: $(STAMP)
+	FV_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest tests/test_fuzz.py tests/test_fuzz_bulk.py tests/test_fuzz_cli.py tests/test_expr.py -q -p no:cacheprovider
+
+# Chaos: a demo-model sweep over 3 concurrent shards (one double-submitted), its finalizer and an `fv examples` pass,
+# killed >= 100 times at random (SIGKILL / SIGTERM / SIGINT, seeded), then compared byte for byte with an
+# uninterrupted run (scripts/chaos.py). CHAOS_ARGS adds options, e.g. --seed 7 --kills 300.
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(PY) scripts/chaos.py --kills 100 $(CHAOS_ARGS)
 
 clean:
 	rm -rf out runs site .pytest_cache

@@ -4,6 +4,7 @@ Every case must end in a valid value or an FvError (the CLI's one-line, exit-2 e
 """
 from __future__ import annotations
 
+import os
 import string
 
 import pytest
@@ -20,7 +21,14 @@ from fvcli.units.unit import Unit, parse_units
 
 from conftest import FUZZ_CASES as CASES  # printed in pytest's terminal summary
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+SCALE = max(0.01, float(os.environ.get("FV_FUZZ_SCALE", "1")))  # `make fuzz`: 10
+
+
+def _n(base: int) -> int:
+    return max(1, int(base * SCALE))
+
+
+FUZZ = settings(max_examples=_n(300), deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +114,7 @@ def test_set_overrides_validate_or_fail_cleanly(items):
         assert "\n" not in str(exc)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=_n(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(set_items, min_size=1, max_size=2))
 def test_cli_set_overrides_exit_0_or_2_with_one_line(items):
     _count("cli")
@@ -130,7 +138,7 @@ cli_units = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=_n(25), deadline=None, suppress_health_check=list(HealthCheck))
 @given(cli_units)
 def test_cli_render_units_and_expressions_exit_0_or_2_without_partial_output(tmp_path_factory, text):
     """`fv render TEXT` end to end on the small demo model: pictures, or one line + exit 2 and no files."""
@@ -148,7 +156,7 @@ def test_cli_render_units_and_expressions_exit_0_or_2_without_partial_output(tmp
         assert list(out.glob("*.png")) and list(out.glob("*.json"))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=_n(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(recipes)
 def test_cli_recipe_files_validate_or_exit_2_with_one_line(tmp_path_factory, raw):
     """Random YAML recipe files through `fv recipe validate`: ok, or one line and exit 2."""

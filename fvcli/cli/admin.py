@@ -80,7 +80,7 @@ def weights_add(model_name: ModelArg, file: Annotated[Path, typer.Argument(help=
                 quiet: QuietOpt = False) -> None:
     """Import a local weight file into the cache after checking its keys and shapes against the model."""
     from ..models import ModelOptions, expected_weights_path, get_spec
-    from ..models.weights import check_state_dict, file_sha256, load_state_dict_file
+    from ..models.weights import check_finite, check_state_dict, file_sha256, load_state_dict_file
     from ..outputs import atomic_write_bytes
 
     spec = get_spec(model_name)
@@ -89,6 +89,7 @@ def weights_add(model_name: ModelArg, file: Annotated[Path, typer.Argument(help=
         raise FvError(f"model {model_name} has no cache file; use --weights PATH directly")
     sd = load_state_dict_file(file)
     check_state_dict(spec.build(ModelOptions(name=model_name)), sd, str(file))
+    check_finite(sd, str(file))  # a corrupt checkpoint never enters the cache
     try:
         data = file.read_bytes()
     except OSError as exc:

@@ -98,8 +98,27 @@ def check_state_dict(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str
         raise FvError(f"weights {source} do not match the model: " + "; ".join(parts))
 
 
+def check_finite(sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise FvError naming the first tensor holding NaN or Inf values.
+
+    Why at load: a NaN weight otherwise surfaces only inside the optimizer, as three failed retries per unit and a
+    message about the loss, long after the real cause (a corrupt or diverged checkpoint) could have been named."""
+    for name, t in sd.items():
+        if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+            continue
+        if bool(torch.isfinite(t).all()):
+            continue
+        nan = int(torch.isnan(t).sum())
+        inf = int(torch.isinf(t).sum())
+        bad = sum(1 for v in sd.values() if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()))
+        more = f" ({bad} tensors in all are not finite)" if bad > 1 else ""
+        raise FvError(f"weights file {source}: tensor {name!r} has {nan} NaN / {inf} Inf values{more}; "
+                      f"the checkpoint is corrupt or diverged, re-export or pick another")
+
+
 def apply_state_dict(net: nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> None:
     check_state_dict(net, sd, source)
+    check_finite(sd, source)
     net.load_state_dict(sd, strict=True)
 
 

@@ -3,7 +3,9 @@
 Precedence: defaults < YAML file < `--set key=value` < explicit CLI flags. A recipe is a file path or a bare name of
 a shipped recipe (fvcli/configs, `fv recipe list`). Relative paths inside a recipe file (`model.weights`,
 `model.labels`, `param.spectrum`, `examples.images`) are relative to that file, so a recipe and its files travel
-together. YAML is read with `safe_load` only.
+together. YAML is read with the safe loader only, and aliases (`*name`) are refused: an alias shares one node
+among many places, so a file of a few hundred bytes can expand to gigabytes of lists ("billion laughs"), and a recipe
+is small enough to write out in full.
 """
 from __future__ import annotations
 
@@ -32,13 +34,32 @@ def resolve_recipe_path(name: str) -> Path:
                   f"`fv recipe list`)")
 
 
+class _AliasRefused(Exception):
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(anchor, line)
+        self.anchor, self.line = anchor, line
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that stops at the first alias instead of expanding it."""
+
+    def compose_node(self, parent, index):  # PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            raise _AliasRefused(ev.anchor, ev.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
 def read_yaml(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FvError(f"cannot read recipe {path}: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_NoAliasLoader)  # a yaml.SafeLoader subclass
+    except _AliasRefused as exc:
+        raise FvError(f"recipe {path} uses the YAML alias *{exc.anchor} at line {exc.line}: refused (aliases can "
+                      f"expand a small file without bound); write the values out in full") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -293,8 +293,9 @@ class _Parser:
             p = self.base_dir / p
         try:
             data = p.read_bytes()
-        except OSError as exc:
-            raise ExprError(self.text, spec_pos, f"cannot read direction file {spec!r}: {exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte (os calls refuse it)
+            raise ExprError(self.text, spec_pos, f"cannot read direction file {spec!r}: {exc.strerror or exc}"
+                            if isinstance(exc, OSError) else f"bad direction file path {spec!r}: {exc}") from None
         try:
             import io
 
