@@ -34,10 +34,11 @@ def _is_state_dict(obj: object) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def load_file(path: Path) -> object:
-    """The file's payload: torch.load(weights_only=True), or a safetensors file."""
+def load_file(path: Path, what: str = "weights file") -> object:
+    """The file's payload: torch.load(weights_only=True), or a safetensors file. `what` names the file in errors
+    (weights, or a dictionary of directions: fvcli/units/dictionary.py reads its tensors here too)."""
     if not path.is_file():
-        raise FvError(f"weights file not found: {path}")
+        raise FvError(f"{what} not found: {path}")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file as load_safetensors
@@ -47,11 +48,11 @@ def load_file(path: Path) -> object:
         try:
             return load_safetensors(str(path), device="cpu")
         except Exception as exc:  # noqa: BLE001 - a corrupt file is bad input
-            raise FvError(f"cannot read weights file {path}: not a valid safetensors file ({exc})") from None
+            raise FvError(f"cannot read {what} {path}: not a valid safetensors file ({exc})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted input is bad input
-        raise FvError(f"cannot read weights file {path}: refused, not plain tensors and containers "
+        raise FvError(f"cannot read {what} {path}: refused, not plain tensors and containers "
                       f"({_load_error_reason(exc)}); save only the weights, e.g. "
                       f"torch.save(model.state_dict(), 'weights.pth')") from None
 

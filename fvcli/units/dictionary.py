@@ -12,7 +12,7 @@ Files (the matrix is read once per file and content, `load_dictionary` caches by
   FILE.npy                      a 2-D numeric array (no pickles)
   FILE.pt | FILE.pth            a tensor, or a state dict with one 2-D tensor (torch.load(weights_only=True))
   FILE.pt:KEY                   the state dict's tensor KEY, e.g. sae.pt:decoder.weight
-  FILE.safetensors[:KEY]        read by the small parser below (a JSON header and raw little-endian bytes: no code)
+  FILE.safetensors[:KEY]        read as weights files are (fvcli/models/checkpoint.py: the safetensors package)
 A matrix stored `(C, D)` (e.g. an SAE decoder's weight, whose columns are the features) is transposed when only its
 first axis matches the layer's width. Row names: FILE's stem + `.names.txt` beside it (one name per row), or given.
 A width that does not match the layer, a non-finite or a zero row is a one-line FvError naming file, row and width.
@@ -20,8 +20,6 @@ A width that does not match the layer, a non-finite or a zero row is a one-line 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +28,11 @@ import numpy as np
 import torch
 
 from ..errors import FvError
+from ..models.checkpoint import load_file
+from ..models.weights import file_sha256
 
 MAX_ROWS = 1_000_000
 TENSOR_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32}
 
 
 @dataclass(frozen=True)
@@ -104,41 +102,7 @@ def open_source(spec: str, base_dir: str | Path | None = None, cossim: float = 0
     if names is None:
         side = p.with_name(p.stem + ".names.txt")
         names = side if side.is_file() else None
-    return DictSource(str(p.resolve()), key, _sha256(p), float(cossim), str(Path(names).resolve()) if names else None)
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """A .safetensors file's tensors: 8-byte little-endian header size, a JSON header, then raw bytes. Pure data."""
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise FvError(f"dictionary file {path} is not a .safetensors file (too short)")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise FvError(f"dictionary file {path} is not a .safetensors file (bad header size {n})")
-    try:
-        header = json.loads(data[8: 8 + n])
-    except ValueError as exc:
-        raise FvError(f"dictionary file {path} has an unreadable .safetensors header: {exc}") from None
-    out, body = {}, memoryview(data)[8 + n:]
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        dt = _ST_DTYPES.get(meta.get("dtype"))
-        if dt is None:
-            raise FvError(f"dictionary file {path}: tensor {name!r} has dtype {meta.get('dtype')!r}; "
-                          f"valid: {', '.join(_ST_DTYPES)}")
-        a, b = meta["data_offsets"]
-        t = torch.frombuffer(bytearray(body[a:b]), dtype=dt) if b > a else torch.empty(0, dtype=dt)
-        out[name] = t.reshape(meta["shape"])
-    return out
+    return DictSource(str(p.resolve()), key, file_sha256(p), float(cossim), str(Path(names).resolve()) if names else None)
 
 
 def _read_matrix(src: DictSource) -> torch.Tensor:
@@ -151,13 +115,8 @@ def _read_matrix(src: DictSource) -> torch.Tensor:
         if arr.dtype.kind not in "fiu":
             raise FvError(f"dictionary file {p} must hold a numeric array, not {arr.dtype}")
         return torch.from_numpy(arr.astype(np.float64))
-    if p.suffix == ".safetensors":
-        obj: object = read_safetensors(p)
-    elif p.suffix in TENSOR_SUFFIXES:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - untrusted input: any failure is bad input
-            raise FvError(f"cannot read dictionary file {p}: not a plain tensor or state dict ({exc})") from None
+    if p.suffix in TENSOR_SUFFIXES:
+        obj: object = load_file(p, "dictionary file")  # the weights' reader: weights_only, or safetensors
     else:
         raise FvError(f"dictionary file {p}: unknown format {p.suffix!r}; valid: .npy, .pt, .pth, .bin, .safetensors")
     if isinstance(obj, dict):
