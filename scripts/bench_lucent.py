@@ -44,6 +44,30 @@ def _refuse_download(*_a, **_k):
     raise RuntimeError("bench_render: lucent tried to download weights; the benchmark uses random weights only")
 
 
+def lucent_channel(model, path: str, size: int, device="cpu"):
+    """lucent's channel objective for the module at `path`, as `channel(c, batch)`: lucent's own for a (B, C, H, W)
+    output; for a token layer (B, N, D), the mean of channel c over the patch tokens (the class token first), which
+    lucent has no objective for. The layout is read from one forward pass of a blank image."""
+    from lucent.optvis import objectives
+
+    name = path.replace(".", "_")  # lucent's name for the module at `path`
+    probe: dict = {}
+    with torch.no_grad():
+        h = model.get_submodule(path).register_forward_hook(lambda _m, _i, o: probe.update(dim=o.dim()))
+        model(torch.zeros(1, 3, size, size, device=device))
+        h.remove()
+    if probe.get("dim") != 3:
+        return lambda c, b: objectives.channel(name, c, batch=b)
+
+    @objectives.wrap_objective()
+    def token_channel(layer, n_channel, batch=None):
+        @objectives.handle_batch(batch)
+        def inner(model):
+            return -model(layer)[:, 1:, n_channel].mean()
+        return inner
+
+    return lambda c, b: token_channel(name, c, batch=b)
+
 def worker_lucent(args) -> dict:
     import warnings
 
@@ -53,7 +77,7 @@ def worker_lucent(args) -> dict:
     torch.hub.load_state_dict_from_url = _refuse_download  # lucent's only download path; fail loudly if used
     torch.hub.download_url_to_file = _refuse_download
     from lucent.modelzoo import inceptionv1
-    from lucent.optvis import objectives, param, render, transform
+    from lucent.optvis import param, render, transform
 
     from fvcli.models import resolve_device
 
@@ -70,26 +94,7 @@ def worker_lucent(args) -> dict:
         except Exception as exc:  # noqa: BLE001 - reported, the matrix goes on
             return {"tool": "lucent", "unavailable": f"{type(exc).__name__}: {exc}"}
         model, path = model.to(dev), f"{prefix}.{args.layer}"
-    name = path.replace(".", "_")  # lucent's name for the module at `path`
-    probe: dict = {}
-    with torch.no_grad():  # the layer's layout: tokens (B, N, D) need their own objective
-        h = model.get_submodule(path).register_forward_hook(lambda _m, _i, o: probe.update(dim=o.dim()))
-        model(torch.zeros(1, 3, args.size, args.size, device=dev))
-        h.remove()
-    tokens = probe.get("dim") == 3
-
-    def channel(c, b):
-        if not tokens:
-            return objectives.channel(name, c, batch=b)
-
-        @objectives.wrap_objective()
-        def token_channel(layer, n_channel, batch=None):
-            @objectives.handle_batch(batch)
-            def inner(model):
-                return -model(layer)[:, 1:, n_channel].mean()  # patch tokens (the class token first)
-            return inner
-
-        return token_channel(name, c, batch=b)
+    channel = lucent_channel(model, path, args.size, dev)
 
     base_rss = rss_mb()
     tfs = [transform.pad(16, mode="constant", constant_value=0.5), transform.jitter(16),

@@ -179,12 +179,12 @@ def worker_lucent(a) -> dict:
     import warnings
 
     import numpy as np
-    from bench_lucent import _refuse_download, plain_network
+    from bench_lucent import _refuse_download, lucent_channel, plain_network
 
     warnings.filterwarnings("ignore")
     torch.hub.load_state_dict_from_url = _refuse_download
     torch.hub.download_url_to_file = _refuse_download
-    from lucent.optvis import objectives, param, render
+    from lucent.optvis import param, render
 
     from fvcli.optvis.loop import derive_seed
     from fvcli.outputs import save_png
@@ -192,21 +192,7 @@ def worker_lucent(a) -> dict:
     spec = spec_of(a.model_key)
     ns = SimpleNamespace(model=spec.get("model"), weights=spec.get("weights"), recipe=spec.get("recipe"))
     net, prefix = plain_network(ns)
-    name = f"{prefix}.{a.lucent_path}".replace(".", "_")
-    probe: dict = {}
-    with torch.no_grad():  # a token layer (B, N, D) needs its own objective (as bench_lucent.py)
-        h = net.get_submodule(f"{prefix}.{a.lucent_path}").register_forward_hook(
-            lambda _m, _i, o: probe.update(dim=o.dim()))
-        net(torch.zeros(1, 3, a.size, a.size))
-        h.remove()
-    tokens = probe.get("dim") == 3
-
-    @objectives.wrap_objective()
-    def token_channel(layer, n_channel, batch=None):
-        @objectives.handle_batch(batch)
-        def inner(model):
-            return -model(layer)[:, 1:, n_channel].mean()  # patch tokens (the class token first)
-        return inner
+    make = lucent_channel(net, f"{prefix}.{a.lucent_path}", a.size)  # as bench_lucent.py (token layers too)
 
     names = a.units.split(",")
     chans = [int(s.rsplit(":", 1)[1]) for s in names]
@@ -217,10 +203,9 @@ def worker_lucent(a) -> dict:
         seed = derive_seed(0, "lucent", a.model_key, *chunk) % 2**31
         torch.manual_seed(seed)
         np.random.seed(seed)
-        make = token_channel if tokens else objectives.channel
-        obj = make(name, chunk[0], batch=0)
+        obj = make(chunk[0], 0)
         for i, c in enumerate(chunk[1:], 1):
-            obj = obj + make(name, c, batch=i)
+            obj = obj + make(c, i)
         marks: dict[int, float] = {}
 
         def optimizer(params, marks=marks):  # lucent's default (Adam, lr 5e-2), with a clock after every step

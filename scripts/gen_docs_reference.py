@@ -111,14 +111,17 @@ def _bounds(param) -> str:
     hi = getattr(param, "max", None)
     if lo is None and hi is None and hasattr(param, "type"):
         lo, hi = getattr(param.type, "min", None), getattr(param.type, "max", None)
-    if lo is not None and hi is not None:
-        return f"{_number(lo)} – {_number(hi)}"
-    if lo is not None:
-        return f"≥ {_number(lo)}"
-    if hi is not None:
-        return f"≤ {_number(hi)}"
+    if lo is not None or hi is not None:
+        return _range(lo, hi)
     choices = getattr(getattr(param, "type", None), "choices", None)
     return ", ".join(map(str, choices)) if choices else ""
+
+
+def _range(lo, hi) -> str:
+    """A bound or two, as the reference pages write them: `0 – 1`, `≥ 0`, `≤ 1`."""
+    if lo is not None and hi is not None:
+        return f"{_number(lo)} – {_number(hi)}"
+    return f"≥ {_number(lo)}" if lo is not None else f"≤ {_number(hi)}"
 
 
 def _default(param, ctx) -> str:
@@ -271,13 +274,7 @@ def _recipe_bounds(meta) -> str:
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
     if choices:
         return ", ".join(_code(c) for c in choices)
-    if lo is not None and hi is not None:
-        return f"{_number(lo)} – {_number(hi)}"
-    if lo is not None:
-        return f"≥ {_number(lo)}"
-    if hi is not None:
-        return f"≤ {_number(hi)}"
-    return ""
+    return _range(lo, hi) if lo is not None or hi is not None else ""
 
 
 def _class_doc(cls) -> str:

@@ -57,6 +57,28 @@ def synthetic_state_dict(seed: int = 1) -> dict[str, torch.Tensor]:
     return {k: torch.randn(shape, generator=g) * 0.05 for k, shape in iv1_shapes().items()}
 
 
+def raw_output(model, path: str, x: torch.Tensor) -> torch.Tensor:
+    """The output of the module at `path` for input x, read by a plain hook (no layout adapter)."""
+    got = {}
+    h = dict(model.net.named_modules())[path].register_forward_hook(lambda _m, _i, o: got.setdefault("o", o))
+    try:
+        with torch.no_grad():
+            model.net(model.preprocess.apply(x))
+    finally:
+        h.remove()
+    return got["o"]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny renders: on a busy 2-core machine, two OpenMP threads that wait on
+    each other run many times slower (use: pytestmark = pytest.mark.usefixtures("one_thread"))."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def iv1():
     """InceptionV1 with deterministic random weights on the CPU."""

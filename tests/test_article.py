@@ -33,12 +33,7 @@ SIZE = 32
 SCALE = 0.006  # 3 steps for a 512-step render, 15 for the 2560-step filmstrip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny images: one thread is faster on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny renders run on one thread
 
 
 def _folder(root: Path) -> Path:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 import fvcli
+from conftest import raw_output
 from fvcli.errors import FvError
 from fvcli.models import Capture, load_model
 from fvcli.models.demo_data import DEMO_CLASSES, make_batch
@@ -26,12 +27,7 @@ from fvcli.sweep import finalize, plan_sweep, run_sweep, select_units
 from fvcli.units.expr import parse_unit_arg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny renders run on one thread
 
 
 @pytest.fixture(scope="module")
@@ -185,14 +181,7 @@ def test_nhwc_and_token_layers_score_the_projection_of_the_channel_first_view(tm
         v = torch.randn(3, c, generator=g, dtype=torch.float64)
         np.save(tmp_path / f"{arch}.npy", v.numpy())
         x = torch.rand(1, 3, hw, hw, generator=g)
-        got = {}
-        h = dict(m.net.named_modules())[path].register_forward_hook(lambda _m, _i, o: got.setdefault("o", o))
-        try:
-            with torch.no_grad():
-                m.net(m.preprocess.apply(x))
-        finally:
-            h.remove()
-        raw = got["o"].double()
+        raw = raw_output(m, path, x).double()
         grid = raw.flatten(1, 2) if raw.dim() == 4 else raw[:, 1:]  # NHWC (B, H, W, C) or tokens after the class
         acts = {k: t.double() for k, t in _acts(m, layer, x).items()}
         for u in parse_unit_arg(f"{layer}:dir={tmp_path / arch}.npy#0-2", m):

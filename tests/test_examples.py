@@ -45,13 +45,7 @@ PHOTOS = MOBILENET_DIR / "photos"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine, 2 OpenMP threads that wait on each other run ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny renders run on one thread
 
 
 # ----------------------------------------------------------------------------------------------------------------

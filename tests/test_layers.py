@@ -8,6 +8,7 @@ head. The check reads the AST only (no imports run), so it costs milliseconds.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fvcli"
@@ -123,7 +124,7 @@ def test_the_checker_sees_an_upward_import_and_a_cycle(tmp_path, monkeypatch):
                       "sweep/plan.py": "from .run import y\n"}.items():
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)
         (fake / rel).write_text(text)
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     edges = _edges(_modules())
     assert "fvcli.sweep.run" in edges["fvcli.errors"]
     assert "fvcli.sweep.plan" in edges["fvcli.sweep.run"] and "fvcli.sweep.run" in edges["fvcli.sweep.plan"]

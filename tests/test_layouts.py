@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import raw_output
 from fvcli.errors import FvError
 from fvcli.units.expr import parse_expression
 from fvcli.models import (
@@ -35,12 +36,7 @@ from fvcli.units.unit import parse_units
 VIT_BLOCK = "encoder.layers.encoder_layer_1"  # early: truncation stops the forward after two blocks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny renders run on one thread
 
 
 def _load(arch: str) -> LoadedModel:
@@ -60,18 +56,6 @@ def convnext():
 @pytest.fixture(scope="module")
 def vit():
     return _load("vit_b_16")
-
-
-def raw_output(model: LoadedModel, path: str, x: torch.Tensor) -> torch.Tensor:
-    """The module's own output, read by a plain hook (no adapter)."""
-    got = {}
-    h = dict(model.net.named_modules())[path].register_forward_hook(lambda _m, _i, o: got.setdefault("o", o))
-    try:
-        with torch.no_grad():
-            model.net(model.preprocess.apply(x))
-    finally:
-        h.remove()
-    return got["o"]
 
 
 def scores_of(model: LoadedModel, obj, x: torch.Tensor) -> torch.Tensor:

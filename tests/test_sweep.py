@@ -49,13 +49,7 @@ SETS = [f"render.steps={STEPS}", f"render.size={SIZE}", "model.weights=random:0"
 SPECS = ["mixed3a:0-5", "conv2d2:0-2"]  # batch size 4 -> batches mixed3a 0-3, 4-5 and conv2d2 0-2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny images on a shared 2-core machine: one thread is many times faster than two (no oversubscription)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny renders run on one thread
 
 
 @pytest.fixture(scope="module")

@@ -191,10 +191,7 @@ class LoadedModel:
 
     def set_redirect(self, on: bool | torch.Tensor) -> None:
         """Redirected ReLU gradients on / off, or on for the images of a (B,) bool mask (continuous batching)."""
-        if isinstance(on, torch.Tensor):
-            set_relu_redirect(self.net, on if self.redirect_relu else False)
-        else:
-            set_relu_redirect(self.net, on and self.redirect_relu)
+        set_relu_redirect(self.net, on if self.redirect_relu else False)
 
 
 # ----------------------------------------------------------------------------------------------------------------

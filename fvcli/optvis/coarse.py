@@ -35,4 +35,4 @@ def upsample(t: torch.Tensor, size: int) -> torch.Tensor:
 @torch.no_grad()
 def hand_on(coarse: nn.Module, fine: nn.Module) -> None:
     """Continue `fine` (full size) from the picture of `coarse`: its spatial signal, upsampled."""
-    fine.set_spatial(upsample(coarse.spatial(), fine.h if hasattr(fine, "h") else fine.pixels.shape[-2]))
+    fine.set_spatial(upsample(coarse.spatial(), fine.h))

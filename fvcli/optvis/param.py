@@ -45,6 +45,7 @@ class PixelImage(nn.Module):
     def __init__(self, gens: Sequence[torch.Generator], h: int, w: int, std: float = 0.01,
                  decorrelate: bool = True, sigmoid: bool = True) -> None:
         super().__init__()
+        self.h, self.w = h, w
         self.pixels = nn.Parameter(_randn((3, h, w), gens, std))
         self.decorrelate, self.sigmoid = decorrelate, sigmoid
 

@@ -178,7 +178,8 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
         try:
             while active:
                 t_step = time.perf_counter()
-                model.set_redirect(torch.tensor([sl.t < REDIRECT_STEPS for sl in active]))
+                early = [sl.t < REDIRECT_STEPS for sl in active]  # a mask only while some image needs it
+                model.set_redirect(torch.tensor(early) if any(early) else False)
                 opt.zero_grad()
                 obj = objective()
                 with autocast(model.device, s.precision):

@@ -49,9 +49,9 @@ def step_seconds(model: LoadedModel, recipe: Recipe, batch: PlannedBatch, images
     units = (list(batch.units) * images)[:images]
     objective = PerImage(tuple(u.objective(model) for u in units))
     seeds = [unit_seed(recipe, model, u) for u in units]
-    settings = replace(recipe.loop_settings(), steps=PROBE_WARMUP + PROBE_STEPS, thresholds=(), size=size,
-                       coarse_steps=0, transforms=recipe.loop_settings().transforms if size == recipe.render.size
-                       else recipe.loop_settings().coarse_transforms)
+    full = recipe.loop_settings()
+    settings = replace(full, steps=PROBE_WARMUP + PROBE_STEPS, thresholds=(), size=size, coarse_steps=0,
+                       transforms=full.transforms if size == recipe.render.size else full.coarse_transforms)
     stamps: list[float] = []
     for _ in render_batch(model, objective, seeds, settings, on_step=lambda _s: stamps.append(time.perf_counter())):
         pass
@@ -78,7 +78,8 @@ def estimate(job: SweepJob) -> Estimate:
             coarse[layer] = step_seconds(job.model, recipe, b, bs, coarse_size(r.size, r.coarse_scale))
 
     def fit(measured: dict[str, float], layer: str) -> float:
-        (l0, t0), (l1, t1) = (list(measured.items()) * 2)[:2] if len(measured) == 1 else list(measured.items())
+        """Seconds per step at `layer`: linear in its cost per unit through the two probes (one: that one)."""
+        (l0, t0), (l1, t1) = measured.items() if len(measured) == 2 else [*measured.items()] * 2
         c0, c1 = cost_of[l0], cost_of[l1]
         return t0 if c1 == c0 else t0 + (t1 - t0) * (cost_of[layer] - c0) / (c1 - c0)
 
