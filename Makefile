@@ -6,7 +6,7 @@ FV := $(VENV)/bin/fv
 STAMP := $(VENV)/.fv-installed
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo demo-model clean docs fuzz chaos
+.PHONY: install test demo demo-model clean docs fuzz chaos test-oldest test-isa
 
 install: $(STAMP)
 
@@ -19,6 +19,27 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The oldest torch / torchvision that pyproject.toml allows (scripts/oldest_pins.py reads the floors), in a second
+# virtual environment (.venv-oldest; ~3 GB of CUDA wheels from the package index on first use), and the whole suite
+# on them. A failure here means the floor in pyproject.toml is a lie: raise it to the oldest release that passes.
+OLDEST_VENV ?= .venv-oldest
+test-oldest: chromium
+	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(OLDEST_VENV)/bin/python -m pip install -q $$($(PYTHON) scripts/oldest_pins.py)
+	$(OLDEST_VENV)/bin/python -m pip install -q -e '.[test]'
+	$(OLDEST_VENV)/bin/python -c "import torch, torchvision; print('test-oldest: torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	$(OLDEST_VENV)/bin/python -m pytest $(TEST_ARGS)
+
+# The suite under other instruction sets on this machine (scripts/test_isa.sh): oneDNN capped with ONEDNN_MAX_CPU_ISA
+# and ATen's kernels with ATEN_CPU_CAPABILITY, so a developer on one CPU sees what fails on another (AVX2-only,
+# AVX-512 without bf16). ISA_TESTS=numerics (default) runs the tests that compare floats across batches, threads
+# and runs; ISA_TESTS=all the whole suite per ISA. ISAS="avx2 avx512_core" picks the ISAs (default: both).
+ISA_TESTS ?= numerics
+ISAS ?= avx2 avx512_core
+test-isa: $(STAMP)
+	PY=$(PY) ISA_TESTS=$(ISA_TESTS) scripts/test_isa.sh $(ISAS)
 
 # Nightly fuzzing: the suite's fuzz files with every count x10 (FV_FUZZ_SCALE; >= 100,000 cases, the count is
 # printed at the end). FV_FUZZ_SEED changes the seeded cases of tests/test_fuzz_bulk.py and test_fuzz_cli.py.

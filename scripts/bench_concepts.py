@@ -69,7 +69,7 @@ def main() -> None:
     if args.make_only:
         return
     out = args.out or args.folder.parent / f"{args.folder.name}-{args.method}{args.k}.npy"
-    cmd = [sys.executable, "-m", "fvcli.cli", "concepts", str(args.folder), args.layer, "--k", str(args.k),
+    cmd = [sys.executable, "-m", "fvcli", "concepts", str(args.folder), args.layer, "--k", str(args.k),
            "--method", args.method, "--sample", str(args.images), "-o", str(out), "--threads", str(args.threads),
            "-j", str(args.workers), "-b", str(args.batch_size), "--quiet"]
     cmd += ["--model", "demo"] if args.recipe == "demo" else ["--recipe", args.recipe]

@@ -52,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmds = {"import torch, torchvision": base_cmd}
         for name, extra in CASES.items():
-            cmds[f"fv render, {name}"] = [py, "-m", "fvcli.cli", "render", *extra, "--steps", "1", "--size", "64",
+            cmds[f"fv render, {name}"] = [py, "-m", "fvcli", "render", *extra, "--steps", "1", "--size", "64",
                                          "--out", os.path.join(tmp, name.split()[0])]
         times: dict[str, list[float]] = {k: [] for k in cmds}
         load = [round(x, 2) for x in os.getloadavg()]

@@ -235,7 +235,7 @@ def test_make_demo_runs_offline(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home"), "OMP_NUM_THREADS": "1",
            **{k: "http://127.0.0.1:9" for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}}
-    fv = f"{sys.executable} -m fvcli.cli"
+    fv = f"{sys.executable} -m fvcli"
     cmd = _offline_prefix() + [
         "make", "-s", "-C", str(ROOT), "-o", ".venv/.fv-installed", "demo", f"FV={fv}", f"DEMO_OUT={out}",
         "DEMO_LAYER=block1", "DEMO_ARGS=--steps 4 -q"]

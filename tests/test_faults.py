@@ -120,7 +120,7 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
 
 
 def _cmd(out: Path, specs: list[str], *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fvcli.cli", "sweep", *specs, "-w", "random:0", "--steps", "2", "--size", "32",
+    return [sys.executable, "-m", "fvcli", "sweep", *specs, "-w", "random:0", "--steps", "2", "--size", "32",
             "-b", "2", "-o", str(out), "-q", *extra]
 
 
@@ -166,7 +166,7 @@ def _records(out: Path) -> list[Path]:
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_a_sweep_cleanly_and_the_next_run_resumes(tmp_path, sig, code):
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "fvcli.cli", "sweep", "mixed3a:0-11", "-w", "random:0", "--steps", "40", "--size",
+    cmd = [sys.executable, "-m", "fvcli", "sweep", "mixed3a:0-11", "-w", "random:0", "--steps", "40", "--size",
            "32", "-b", "2", "-o", str(out), "-q"]
     # SIGINT's default disposition in the child: a shell's background job (`make test &`) starts with SIGINT
     # ignored, which a child would inherit (Python then installs no KeyboardInterrupt handler).
@@ -206,7 +206,7 @@ def test_two_shards_and_a_finalizer_share_one_directory(tmp_path):
     finalizer_runs = 0
     while any(p.poll() is None for p in shards):
         if (out / "sweep.json").exists():
-            r = subprocess.run([sys.executable, "-m", "fvcli.cli", "sweep", "--finalize", "-o", str(out)],
+            r = subprocess.run([sys.executable, "-m", "fvcli", "sweep", "--finalize", "-o", str(out)],
                                capture_output=True, text=True, env=_env(), timeout=120)
             assert r.returncode == 0, r.stderr
             finalizer_runs += 1

@@ -119,7 +119,7 @@ def test_a_second_sweep_with_another_recipe_in_the_same_directory_is_refused(tmp
 
 
 def _sweep_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "fvcli.cli", "sweep", "block2:0-7", "--model", "demo", "--size", "24", "--steps",
+    return [sys.executable, "-m", "fvcli", "sweep", "block2:0-7", "--model", "demo", "--size", "24", "--steps",
             "6", "-b", "2", "--device", "cpu", "-o", str(out), "-q"]
 
 

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fvcli"
 
 # top to bottom: commands -> the Python API -> jobs -> rendering -> what one render is made of -> files and errors
 LAYERS: list[tuple[str, ...]] = [
+    ("entry", "__main__"),  # the `fv` program: signal handling first, then the command line
     ("cli",),  # the `fv` command line (Typer, thin)
     ("api",),  # the Python API: fvcli.render, fvcli.load_model, fvcli.make_recipe
     ("article",),  # `fv article`: the Distill article's figures
@@ -29,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("optvis",),  # params, transforms, objectives, the optimization loop
     ("models",),  # registry, weights, layer catalog, activation capture
     ("outputs",),  # atomic files, PNGs, grids, JSON, versions
-    ("errors", "_version"),  # the FvError family; the version string
+    ("errors", "_version", "signals"),  # the FvError family; the version string; SIGINT / SIGTERM handling
 ]
 RANK = {stage: i for i, layer in enumerate(LAYERS) for stage in layer}
 

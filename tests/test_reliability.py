@@ -128,7 +128,7 @@ def test_output_names_cannot_escape_the_output_directory(tmp_path, name):
 
 def test_sigterm_stops_render_cleanly(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "fvcli.cli", "render", "mixed3a:0-3", "-w", "random:0",
+    proc = subprocess.Popen([sys.executable, "-m", "fvcli", "render", "mixed3a:0-3", "-w", "random:0",
                              "--steps", "5000", "--size", "48", "-o", str(out), "-q"],
                             stderr=subprocess.PIPE, text=True)
     time.sleep(6)

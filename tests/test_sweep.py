@@ -497,7 +497,7 @@ def test_sigkill_at_random_moments_then_resume(model, tmp_path):
     reference = tmp_path / "reference"
     run_sweep(model, recipe, units, reference, batch_size=4)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "fvcli.cli", "sweep", *KILL_SPECS, "-w", "random:0", "--steps", str(KILL_STEPS),
+    cmd = [sys.executable, "-m", "fvcli", "sweep", *KILL_SPECS, "-w", "random:0", "--steps", str(KILL_STEPS),
            "--size", str(SIZE), "-b", "4", "-o", str(out), "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same bytes as this process
     rng = random.Random(1234)

@@ -62,7 +62,7 @@ def test_cli_refuses_nan_weights_in_one_line_before_rendering(tmp_path):
     path = _poisoned(tmp_path)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "fvcli.cli", "render", "mixed4a:0", "--weights", str(path),
+    proc = subprocess.run([sys.executable, "-m", "fvcli", "render", "mixed4a:0", "--weights", str(path),
                            "--steps", "2", "--size", "32", "--device", "cpu", "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode in (1, 2), proc.stderr

@@ -1,4 +1,5 @@
-"""`python -m fvcli.cli ...` is `fv ...` (used by tests and scripts that start fv as a child process)."""
-from .commands import main
+"""`python -m fvcli.cli ...` is `fv ...` too; `python -m fvcli` is preferred: it installs fv's signal handling
+before the command line's imports (fvcli/entry.py), this form only after them."""
+from ..entry import main
 
 main()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .. import signals
 from ..errors import FvError
 from .completion import complete_model, complete_recipe
 
@@ -28,38 +28,25 @@ app.add_typer(recipe_app, name="recipe")
 log = logging.getLogger("fvcli")
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so that it unwinds like Ctrl-C (files are only ever renamed into place)."""
-
-
-def _on_sigterm(signum, _frame):
-    raise Terminated()
-
-
 def handle_errors(fn):
     """Map the FvError family to a one-line message and its exit code (2 bad input, 1 runtime); SIGINT/SIGTERM
     stop the command between two writes (every file is written atomically) with exit code 130/143."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        previous = None
-        try:
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main thread (e.g. some test runners): leave signals alone
-            pass
+        previous = signals.install(during_command=True)  # a signal now unwinds (never inside an import)
         try:
             return fn(*args, **kwargs)
         except FvError as exc:
             typer.echo(f"fv: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            term = isinstance(exc, Terminated)
+            term = isinstance(exc, signals.Terminated)
             typer.echo(f"fv: {'terminated' if term else 'interrupted'}; finished files are kept, rerun to resume",
                        err=True)
             raise typer.Exit(143 if term else 130) from None
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            signals.restore(previous)
 
     return wrapper
 

@@ -19,6 +19,7 @@ from PIL import Image
 from ..errors import FvError
 from ..outputs import atomic_write_bytes, atomic_write_json, grid, png_bytes, versions
 from ..units.unit import Unit, safe_name
+from .adopt import adopt_examples
 from .directory import FORMAT, _now, layer_dir, read_json, remove_stale_tmp, unit_done
 from ..units.dictionary import DictSource
 from .plan import _KIND_ORDER, selection_units
@@ -149,6 +150,7 @@ def _finalize(out: Path, sheets: bool) -> dict:
     from ..gallery.pages import write_gallery
 
     sweep, states, layers = collect(out)
+    adopt_examples(out, {g["layer"] for g in layers})  # `fv examples` that ran before the sweep claimed `out`
     size = int(sweep["recipe"]["render"]["size"])
     records = [rec for g in layers for _u, rec in g["units"] if rec]
     n_expected = sum(len(g["units"]) for g in layers)
