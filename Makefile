@@ -41,6 +41,12 @@ ISAS ?= avx2 avx512_core
 test-isa: $(STAMP)
 	PY=$(PY) ISA_TESTS=$(ISA_TESTS) scripts/test_isa.sh $(ISAS)
 
+# How far a unit's picture moves with its batch on this CPU, per emulated ISA (scripts/drift_report.py): the
+# numbers behind the bounds in tests/drift.py, as a markdown table for docs/reports/guarantees.md.
+.PHONY: drift-report
+drift-report: $(STAMP)
+	$(PY) scripts/drift_report.py
+
 # Nightly fuzzing: the suite's fuzz files with every count x10 (FV_FUZZ_SCALE; >= 100,000 cases, the count is
 # printed at the end). FV_FUZZ_SEED changes the seeded cases of tests/test_fuzz_bulk.py and test_fuzz_cli.py.
 FUZZ_SCALE ?= 10

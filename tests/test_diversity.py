@@ -17,6 +17,8 @@ from fvcli.recipe import load_recipe
 from fvcli.runner.job import render_units
 from fvcli.units.unit import Unit, parse_units
 
+from drift import same_picture
+
 MOBILENET = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2_imagenet"
 
 
@@ -137,10 +139,11 @@ def test_negative_is_inhibiting_and_cli_both(mobilenet, tmp_path):
 
 def test_appendix_panels(mobilenet, tmp_path):
     """One batch of 2 channel rows (14 images): panel names and order, the row layout, and the channel panel
-    is the picture `fv render` makes for the unit (same seed, per-image independence; measured: within one 8-bit
-    level, batch size changes the float rounding). One thread: with two, oneDNN picks other kernels for a batch of 14
-    than for 1, and 24 steps of the default's strong transforms amplify that rounding to ~24 levels on some pixels
-    (measured); the per-image independence is what is tested here, not oneDNN's threading."""
+    is the picture `fv render` makes for the unit (same seed, per-image independence). Batch size changes the float
+    rounding, and 24 steps of the default's strong transforms amplify it -- by how much depends on the kernels
+    oneDNN picks for this CPU and thread count (tests/drift.py states the bound and where it comes from). One thread:
+    what is tested here is per-image independence, not oneDNN's threading; with two threads the same comparison
+    moves by a mean of ~3.8 levels and 15 % of the objective (measured, docs/reports/guarantees.md)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -173,8 +176,10 @@ def _appendix_panels(mobilenet, tmp_path):
     render_units(mobilenet, rec, units[:1], alone, batch_size=1)
     from fvcli.outputs import read_png, to_uint8
 
-    plain = read_png(alone / "features.14-00007.png").astype(int)
-    assert abs(plain - to_uint8(rows[0].panels[1].image).astype(int)).max() <= 2
+    plain = read_png(alone / "features.14-00007.png")
+    score = json.loads((alone / "features.14-00007.json").read_text())["final_score"]
+    same_picture(plain, to_uint8(rows[0].panels[1].image), score, rows[0].panels[1].activation,
+                 what="panels: MobileNetV2 channel panel in a batch of 14 vs fv render alone")
 
 
 def test_sweep_with_appendix_panels(mobilenet, tmp_path):
