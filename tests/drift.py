@@ -36,10 +36,14 @@ class Drift:
 
 SCORE_FLOOR = 1.0  # objectives near 0 compare absolutely (a channel mean of ~1e-3 has no meaningful relative error)
 
-# Set from measurements (docs/reports/guarantees.md, "Alone or in a batch"): about 3x the worst mean and p99 seen
-# over the CPU kinds and ISAs, so that a real change of picture (a different seed or transform: mean >= 20 levels)
-# fails by a wide margin while kernel choice does not.
-BATCH_DRIFT = Drift(mean_levels=1.0, p99_levels=6.0, score_rtol=0.02)
+# Set from measurements (`make drift-report`; table in docs/reports/guarantees.md, "Alone or in a batch"). Worst seen
+# on AMD EPYC (AVX-512 + bf16) under the native, AVX512_CORE and AVX2 ISAs alike: mean 0.12 levels, p99 1 level,
+# most-moved pixel 2, objective 1.8e-4 (the 14-image panel batch at one thread; every other comparison was 0 levels).
+# Intel AMX moved that same pixel 6 levels (issue #27): 3x AMD. The bounds leave that factor and 2x more on the mean,
+# and take the AMX pixel as the p99's ceiling. A real change of picture -- another seed, i.e. a batch-mate's
+# randomness leaking in -- measures mean >= 18 levels, p99 >= 70, objective >= 16 % (MobileNetV2 and demo, same
+# settings), so it still fails by a factor of ten or more.
+BATCH_DRIFT = Drift(mean_levels=1.0, p99_levels=6.0, score_rtol=0.01)
 
 
 def _levels(image) -> np.ndarray:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import FvError, summarize_choices
+from .pickle_globals import unsafe_globals
 from .weights import _load_error_reason
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,10 @@ def load_file(path: Path, what: str = "weights file") -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted input is bad input
+        calls = unsafe_globals(path)  # named by fv, whatever torch's message says in this release
+        reason = f"it would call {', '.join(calls[:5])}" if calls else _load_error_reason(exc)
         raise FvError(f"cannot read {what} {path}: refused, not plain tensors and containers "
-                      f"({_load_error_reason(exc)}); save only the weights, e.g. "
-                      f"torch.save(model.state_dict(), 'weights.pth')") from None
+                      f"({reason}); save only the weights, e.g. torch.save(model.state_dict(), 'weights.pth')") from None
 
 
 def strip_prefixes(sd: Mapping[str, torch.Tensor], net: nn.Module | None = None) -> tuple[dict, list[str]]:

@@ -77,8 +77,11 @@ def _load_error_reason(exc: Exception) -> str:
     re-run with weights_only=False (unsafe for untrusted files); the reason (e.g. 'unsupported GLOBAL posix.system')
     comes later."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(_TORCH_LOAD_BOILERPLATE)]
-    reason = (useful or lines or [type(exc).__name__])[0]
+    # torch 2.4-2.5 number their advice "(1) ... (2) ..." before the reason; newer releases lead with the reason
+    useful = [ln for ln in lines if not ln.startswith(_TORCH_LOAD_BOILERPLATE) and ln[:3] not in ("(1)", "(2)")]
+    named = [ln.split("WeightsUnpickler error:", 1)[-1].strip() for ln in lines
+             if "GLOBAL" in ln or "WeightsUnpickler error:" in ln]  # what it refused (inside advice on torch 2.4)
+    reason = (named or useful or [type(exc).__name__])[0]
     return reason[:200]
 
 
