@@ -43,7 +43,7 @@ class _RedirectedReluFn(torch.autograd.Function):
         # ne + flatten + any on a channels_last map, which copies)
         alive = relu_grad.abs().amax(dim=tuple(range(1, grad.dim()))) > 0 if grad.dim() > 1 else relu_grad.ne(0)
         if ctx.rows is not None:  # continuous batching: only the images still in their first steps
-            alive = alive | ~ctx.rows.repeat(grad.shape[0] // ctx.rows.shape[0]).to(alive.device)
+            alive = alive | ~ctx.rows.repeat(grad.shape[0] // ctx.rows.shape[0]).to(alive.device, non_blocking=True)
         if reads_are_free(alive) and bool(alive.all()):  # the usual case on the CPU: nothing to redirect
             return relu_grad, None, None
         # on a GPU, branch-free: reading `alive` would make the host wait for the GPU at every ReLU of every early
