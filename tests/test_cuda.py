@@ -67,13 +67,17 @@ def logits(n: int = 3) -> PerImage:
 
 def test_every_stage_runs_on_the_gpu_and_only_snapshots_come_back(gpu_demo):
     seen: dict[str, set] = {"inputs": set(), "outputs": set(), "formats": set()}
-    hooks = [m.register_forward_hook(lambda _m, i, o: (seen["inputs"].update(t.device.type for t in i
-                                                                              if isinstance(t, torch.Tensor)),
-                                                       seen["outputs"].add(o.device.type)))
-             for m in gpu_demo.net.modules() if not list(m.children())]
+
+    def where(_m, inputs, output) -> None:  # returns None: the output is left as it is
+        seen["inputs"].update(t.device.type for t in inputs if isinstance(t, torch.Tensor))
+        seen["outputs"].add(output.device.type)
+
+    def memory_format(_m, inputs) -> None:
+        seen["formats"].add(inputs[0].is_contiguous(memory_format=torch.channels_last))
+
+    hooks = [m.register_forward_hook(where) for m in gpu_demo.net.modules() if not list(m.children())]
     first = next(m for m in gpu_demo.net.modules() if isinstance(m, torch.nn.Conv2d))
-    hooks.append(first.register_forward_pre_hook(
-        lambda _m, i: seen["formats"].add(i[0].is_contiguous(memory_format=torch.channels_last))))
+    hooks.append(first.register_forward_pre_hook(memory_format))
     try:
         snaps = list(render_batch(gpu_demo, logits(), [1, 2, 3], replace(SET, thresholds=(8,))))
     finally:
@@ -121,7 +125,9 @@ def test_channels_last_and_contiguous_render_the_same_units(gpu_demo, cpu_demo):
 
 def test_torch_compile_renders_what_eager_renders(gpu_demo, cpu_demo):
     obj = PerImage((Channel("block2", 3), Channel("block2", 5)))
-    settings = replace(SET, steps=24)  # crosses the redirected-ReLU switch at step 16 (one recompile)
+    # crosses the redirected-ReLU switch at step 16 (one recompile); no Blur: inductor fails on the blur's
+    # replicate padding in the backward (a stride assertion, seen on the CPU; docs/reports/performance.md)
+    settings = replace(SET, steps=24, transforms=tuple(t for t in CHAIN if not isinstance(t, Blur)))
     eager = final(gpu_demo, obj, [7, 8], settings)
     compiled = final(gpu_demo, obj, [7, 8], replace(settings, compile=True))
     assert torch.isfinite(compiled.scores).all()
@@ -153,16 +159,22 @@ def test_auto_batch_size_follows_free_memory(gpu_demo, monkeypatch):
     from fvcli.runner import batch as runner
 
     recipe = tiny_recipe(size=32, device="cuda")
+    seen: list[tuple[int, int]] = []
+    fit = runner.batch_from_memory
+    monkeypatch.setattr(runner, "batch_from_memory", lambda p, f, **k: seen.append((p, f)) or fit(p, f, **k))
     full = runner.auto_batch_size(gpu_demo, recipe, 100_000)
-    assert 16 <= full <= 1024  # the demo model at 32 px: many images fit on any GPU
+    per_image, free = seen[-1]
+    assert per_image > 0 and free > 0 and full == fit(per_image, free) >= 16  # many demo images fit on any GPU
     real = torch.cuda.mem_get_info
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (real(d)[0] // 16, real(d)[1]))
-    assert runner.auto_batch_size(gpu_demo, recipe, 100_000) < full  # a 16th of the free memory: fewer images
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (40 * per_image, real(d)[1]))
+    small = runner.auto_batch_size(gpu_demo, recipe, 100_000)
+    assert small == fit(seen[-1][0], 40 * per_image) and small < full  # 40 images' worth free: 80 % of them
 
 
 def test_no_host_synchronisation_per_step(gpu_demo):
-    """The steps between NaN checks (every FINITE_CHECK_EVERY) synchronize nothing: 20 and 30 steps have the same
-    checks and snapshot, so the same number of synchronizing calls (torch's sync debug mode counts them)."""
+    """Between its NaN checks (the first step, then every FINITE_CHECK_EVERY) and its snapshots the loop makes the
+    host wait for nothing: 3 and 14 steps (the redirected-ReLU phase included) have the same check and snapshot, so
+    the same number of synchronizing calls, as torch's sync debug mode counts them."""
     settings = replace(SET, thresholds=())
 
     def syncs(steps: int) -> int:
@@ -174,10 +186,12 @@ def test_no_host_synchronisation_per_step(gpu_demo):
                 final(gpu_demo, logits(), [1, 2, 3], replace(settings, steps=steps))
             finally:
                 torch.cuda.set_sync_debug_mode("default")
-        return sum("synchroniz" in str(x.message) for x in w)
+        return sum("synchroniz" in str(x.message).lower() for x in w)
 
-    syncs(20)  # warm-up: first-call allocations
-    assert syncs(30) == syncs(20)
+    syncs(3)  # warm-up: first-call allocations, cudnn's autotuning
+    short, long = syncs(3), syncs(14)
+    assert short > 0  # the check and the snapshot do synchronize: the counter sees them
+    assert long == short
 
 
 def test_cpu_and_gpu_render_the_same_kind_of_picture(gpu_demo, cpu_demo):
