@@ -12,8 +12,9 @@
 # torchvision, numpy, pillow, typer, pyyaml, tqdm; wheels in .whl/ -- `make gpu-prep` -- are installed first, e.g.
 # torch-lucent for the comparison), prints the GPU, driver and torch build, runs the suite's CUDA tests
 # (`pytest -m cuda`), renders and sweeps on CUDA through the CLI while sampling `nvidia-smi`, runs `fv sweep
-# --estimate` for every GoogLeNet channel, benchmarks fv against lucent (scripts/bench_matrix.py) and fv's CUDA
-# paths and batch sizes (scripts/gpu_bench.py), then writes the report (scripts/gpu_report.py).
+# --estimate` for every GoogLeNet channel, benchmarks fv against lucent (scripts/bench_matrix.py), fv's CUDA
+# paths and batch sizes (scripts/gpu_bench.py) and, with what time is left, the time to lucent's quality
+# (scripts/bench_time_to_quality.py), then writes the report (scripts/gpu_report.py).
 #
 # Output, in $OUT (the device tool's folder; default runs/gpu-check): report.md, report.json, gpu-check.log,
 # nvidia-smi.csv and artifacts.tar.gz (renders, sweep records, every phase's JSON and log) -- five files, so that
@@ -204,6 +205,20 @@ LEFT=$(( BUDGET - RESERVE - $(elapsed) - 15 ))
 phase gpu-bench 150 "$PY" scripts/gpu_bench.py --device "$DEV" --out "$WORK/gpu-bench" \
   --budget "$(( LEFT < 120 ? LEFT : 120 ))"
 mark bench.end
+
+# ---- time to lucent's quality (scripts/bench_time_to_quality.py): fv default vs lucent, the unit's objective on
+# each snapshot's 8-bit PNG against wall seconds per unit; last, and only with what is left of the budget
+if [ "${LUCENT[0]}" = --no-lucent ]; then
+  skip ttq "lucent not importable (no .whl/ wheels)"
+else
+  if [ "$MODE" = cuda ]; then
+    TTQ=(--units 8 --batch 8 --steps 512 --thresholds 32,64,128,256 --threads 4)
+  else
+    TTQ=(--units 2 --batch 2 --steps 4 --thresholds 2 --threads 1)
+  fi
+  phase ttq 120 "$PY" scripts/bench_time_to_quality.py --only inceptionv1 --size 224 --rows "fv default,lucent" \
+    "${TTQ[@]}" --device "$DEV" --out "$WORK/ttq" --json-out "$WORK/ttq.json" --no-plot
+fi
 
 stop_smi
 trap - EXIT

@@ -6,7 +6,7 @@
 Why a separate script: gpu_check.sh rewrites the report after every phase, so a run cut off from outside still
 leaves one, and the figures are read from the files the phases wrote (no torch import: it takes a fraction of a
 second). It reads, in WORK: phases.tsv (name, exit status, seconds, verdict), machine.json, the sweep's unit
-records (sweep/layers/*/*.json), the estimates' logs, gpu-bench/gpu-bench.json, matrix.json, the phase time marks
+records (sweep/layers/*/*.json), the estimates' logs, gpu-bench/gpu-bench.json, matrix.json, ttq.json, the phase time marks
 (*.t) and, in OUT, nvidia-smi.csv (utilisation sampled every 200 ms). Each target is stated with its figure, or
 with why the figure is missing.
 """
@@ -107,8 +107,40 @@ def matrix_rows(work: Path) -> tuple[list[dict], dict]:
     return rows, m.get("unavailable") or {}
 
 
+def first_time(seconds: dict, quality: dict, level: float) -> tuple[float | None, bool]:
+    """Seconds per unit at which a curve (snapshot step -> seconds, objective) first reaches `level`, linearly
+    interpolated; (seconds, True) when its first snapshot is already there (a lower bound); (None, False) never."""
+    pts = [(seconds[k], quality[k]) for k in sorted(seconds, key=int) if k in quality]
+    if not pts:
+        return None, False
+    if pts[0][1] >= level:
+        return pts[0][0], True
+    for (t0, q0), (t1, q1) in zip(pts, pts[1:]):
+        if q1 >= level:
+            return t0 + (t1 - t0) * (level - q0) / (q1 - q0), False
+    return None, False
+
+
+def time_to_quality(work: Path) -> dict | None:
+    """scripts/bench_time_to_quality.py's curves: fv default's seconds per unit to lucent's final objective."""
+    data = read_json(work / "ttq.json")
+    entry = data[0] if isinstance(data, list) and data else None
+    rows = (entry or {}).get("rows", {})
+    fv, lu = rows.get("fv default"), rows.get("lucent")
+    if not fv or not lu or not lu.get("objective"):
+        return None
+    last = max(lu["objective"], key=int)
+    level = lu["objective"][last]
+    t_lu, _ = first_time(lu["seconds"], lu["objective"], level)
+    t_fv, bound = first_time(fv["seconds"], fv["objective"], level)
+    return {"model": entry.get("model"), "units": len(entry.get("units", [])), "steps": int(last),
+            "lucent_objective": round(level, 4), "lucent_seconds_per_unit": t_lu,
+            "fv_seconds_per_unit": t_fv, "lower_bound": bound,
+            "ratio": round(t_lu / t_fv, 2) if t_lu and t_fv else None}
+
+
 def targets(mode: str, rows: list[dict], bench: dict | None, sweep: dict | None, util: dict | None,
-            est: dict | None, est_layer: dict | None) -> list[dict]:
+            est: dict | None, est_layer: dict | None, ttq: dict | None = None) -> list[dict]:
     out = []
     gpu = mode == "cuda"
     why_cpu = "no GPU on this run (CPU stand-in at toy sizes)"
@@ -150,6 +182,14 @@ def targets(mode: str, rows: list[dict], bench: dict | None, sweep: dict | None,
                     "note": f"measured {sweep['seconds_per_unit']} s/unit over {sweep['units']} units at batch "
                             f"{sweep['batch_size']}; predicted {est_layer['seconds_per_unit']} s/unit at batch "
                             f"{est_layer['batch_size']}"})
+    out.append({"target": "time to lucent's quality (unit objective on the 8-bit PNG; lucent's units jointly, "
+                          "bench_time_to_quality.py)",
+                "figure": (ttq or {}).get("ratio"), "met": None,
+                "note": (f"{ttq['model']}, {ttq['units']} units, lucent's objective {ttq['lucent_objective']} at "
+                         f"{ttq['steps']} steps: lucent {num(ttq['lucent_seconds_per_unit'])} s/unit, fv default "
+                         f"{'<= ' if ttq['lower_bound'] else ''}{num(ttq['fv_seconds_per_unit'])} s/unit"
+                         + ("" if ttq["fv_seconds_per_unit"] else " (fv never reaches it)")
+                         if ttq else "not measured (lucent missing, or the phase was skipped: see the phases)")})
     c = (bench or {}).get("cpu_vs_gpu")
     out.append({"target": "CPU and GPU renders of the same unit: objective within the stated tolerance",
                 "figure": c.get("relative_difference") if isinstance(c, dict) else None,
@@ -211,9 +251,11 @@ def main() -> None:
     sweep = sweep_units(work)
     util = utilisation(out / "nvidia-smi.csv", window(work, "sweep"))
     est, est_layer = estimate(work, "estimate"), estimate(work, "estimate-layer")
+    ttq = time_to_quality(work)
     md_path = work / "gpu-bench" / "gpu-bench.md"
     rep = {"mode": a.mode, "elapsed_s": a.elapsed, "finished": a.finished, "machine": read_json(work / "machine.json"),
-           "phases": phases(work), "targets": targets(a.mode, rows, bench, sweep, util, est, est_layer),
+           "phases": phases(work), "targets": targets(a.mode, rows, bench, sweep, util, est, est_layer, ttq),
+           "time_to_quality": ttq,
            "matrix": rows, "unavailable": unavailable, "sweep": sweep, "utilisation": util,
            "utilisation_bench": utilisation(out / "nvidia-smi.csv", window(work, "bench")),
            "estimate": est, "estimate_layer": est_layer, "gpu_bench": bench,

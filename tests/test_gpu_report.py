@@ -61,6 +61,9 @@ def fake_gpu_run(work: Path, out: Path) -> None:
                        "steps": 10, "warmup": 18, "torch": "2.11"},
              "best_batch": {"batch": 256, "image_steps_per_s": 4800.0},
              "cpu_vs_gpu": {"relative_difference": 0.03, "tolerance": 0.1, "within": True, "pixel_correlation": 0.97}}
+    (work / "ttq.json").write_text(json.dumps([{"model": "inceptionv1", "units": ["mixed4a:0"] * 8, "rows": {
+        "fv default": {"seconds": {"32": 0.1, "64": 0.2, "512": 1.6}, "objective": {"32": 50, "64": 90, "512": 200}},
+        "lucent": {"seconds": {"32": 1.0, "64": 2.0, "512": 16.0}, "objective": {"32": 10, "64": 20, "512": 100}}}}]))
     (work / "gpu-bench").mkdir()
     (work / "gpu-bench" / "gpu-bench.json").write_text(json.dumps(bench))
 
@@ -84,6 +87,8 @@ def test_report_states_each_target_with_its_figure(tmp_path):
     assert google["figure"] == 720 and google["met"] is True
     check = next(x for x in rep["targets"] if "real sweep" in x["target"])
     assert check["figure"] == round((15 / 256) / 0.05, 3)  # predicted / measured seconds per unit
+    ttq = next(x for x in rep["targets"] if "time to lucent" in x["target"])
+    assert ttq["figure"] == round(16.0 / (0.2 + 1.4 * 10 / 110), 2)  # fv reaches lucent's 100 between 64 and 512
     same = next(x for x in rep["targets"] if "CPU and GPU" in x["target"])
     assert same["figure"] == 0.03 and same["met"] is True
     assert rep["sweep"]["units"] == 2 and rep["unavailable"] == {"mobilenet_v2": "no weights"}
