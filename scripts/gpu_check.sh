@@ -163,7 +163,7 @@ phase pytest-guards 40 "$PY" -m pytest tests/test_cuda_guards.py tests/test_host
 # ---- render and sweep through the CLI
 FV=("$PY" -m fvcli.cli)
 if [ "$MODE" = cuda ]; then
-  NET=(--model inceptionv1 --weights random:0); RENDER_UNITS="mixed4a:0-15"; SWEEP_UNITS="mixed4a:0-255"
+  NET=(--model inceptionv1 --weights random:0); RENDER_UNITS="mixed4a:0-15"; SWEEP_UNITS="mixed4a"
   SIZE=(); TL=1.0; SWEEP_BATCH=128
   GOOGLENET=(mixed3a mixed3b mixed4a mixed4b mixed4c mixed4d mixed4e mixed5a mixed5b)
 else
