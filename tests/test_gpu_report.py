@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -106,3 +107,15 @@ def test_a_cpu_run_claims_no_target(tmp_path):
 def test_the_check_script_parses():
     r = subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_gpu_bench_runs_on_the_cpu_stand_in(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_bench.py"), "--device", "cpu", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "gpu-bench.json").read_text())
+    assert [x["batch"] for x in res["scaling"]] == [1, 4] and res["best_batch"]["image_steps_per_s"] > 0
+    assert [p["path"] for p in res["paths"]] == ["baseline (fp32, channels_last, TF32)", "channels_last off"]
+    assert res["cpu_vs_gpu"]["relative_difference"] == 0.0  # CPU against CPU: the same render
+    assert "## Batch size" in (tmp_path / "gpu-bench.md").read_text()
