@@ -184,3 +184,24 @@ test-browser: $(STAMP) chromium
 # stops the daemons.
 test-cluster: $(STAMP)
 	FV_CLUSTER_TEST=1 $(PY) -m pytest -s tests/test_cluster.py
+
+# GPU check (issue #28, scripts/gpu_check.sh): on a one-GPU machine without internet, installs fv from this checkout,
+# prints the GPU, runs `pytest -m cuda`, renders, sweeps (nvidia-smi sampled), estimates every GoogLeNet channel,
+# benchmarks fv's CUDA paths and fv vs lucent; report in $$OUT (default runs/gpu-check): report.md, report.json,
+# gpu-check.log, nvidia-smi.csv, artifacts.tar.gz. Under 8 minutes (GPU_CHECK_BUDGET=450 s). Without a GPU it runs
+# every phase at toy sizes on the CPU (CUDA parts skipped, and it says so). No venv needed: the machine's python3
+# with torch, torchvision, numpy, pillow, typer, pyyaml, tqdm; `make gpu-prep` beforehand (where PyPI and ../shared
+# are reachable) puts torch-lucent's wheels in .whl/ and the real MobileNetV2 in .gpu-shared/: carry both.
+.PHONY: gpu-check gpu-prep
+gpu-check:
+	bash scripts/gpu_check.sh
+
+GPU_WHEEL_PLATFORM := --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64
+gpu-prep:
+	rm -rf .whl && mkdir -p .whl .gpu-shared/weights/mobilenet_v2_imagenet
+	$(PYTHON) -m pip download -q --no-deps $(GPU_WHEEL_PLATFORM) -d .whl torch-lucent==0.1.8 kornia==0.4.1
+	$(PYTHON) -m pip download -q $(GPU_WHEEL_PLATFORM) -d .whl ipython==8.37.0 decorator
+	cp ../shared/weights/mobilenet_v2_imagenet/mobilenet_v2_1001_torchvision_state_dict.pt \
+	   ../shared/weights/mobilenet_v2_imagenet/imagenet_labels.txt .gpu-shared/weights/mobilenet_v2_imagenet/ \
+	   || echo "gpu-prep: no ../shared MobileNetV2: the benchmark will list it as unavailable"
+	du -sh .whl .gpu-shared

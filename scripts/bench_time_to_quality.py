@@ -106,7 +106,7 @@ def unit_strings(key: str, args) -> list[str]:
 # fv's recipes
 
 
-def fv_recipe(key: str, row: str, size: int, steps: int, thresholds: list[int], batch: int):
+def fv_recipe(key: str, row: str, size: int, steps: int, thresholds: list[int], batch: int, device: str = "cpu"):
     import copy
 
     from fvcli.recipe import from_dict, read_yaml, resolve_recipe_path
@@ -126,8 +126,21 @@ def fv_recipe(key: str, row: str, size: int, steps: int, thresholds: list[int], 
     if row == "fv converge":
         raw.setdefault("stop", {})["converge"] = True
     raw.setdefault("render", {}).update(size=size, steps=steps, thresholds=[t for t in thresholds if t < steps],
-                                        seed=0, device="cpu", batch_size=batch)
+                                        seed=0, device=device, batch_size=batch)
     return from_dict(raw)
+
+
+def clocked(device: str, steps: list[int]):
+    """`clock_at(marks, s)`: the wall clock after step s (the first reading of s wins); on CUDA the GPU is waited
+    for at the snapshot steps only, so the steps between still queue ahead as they do in a real run."""
+    cuda, wanted = device.startswith("cuda"), set(steps)
+
+    def clock_at(marks: dict, s: int) -> None:
+        if cuda and s in wanted:
+            torch.cuda.synchronize()
+        marks.setdefault(s, time.time())
+
+    return clock_at
 
 
 def png(out: Path, row: str, unit: str, step: int) -> Path:
@@ -146,11 +159,12 @@ def worker_fv(a) -> dict:
     from fvcli.runner.stream import run_stream, streams
     from fvcli.units.unit import parse_units
 
-    rec = fv_recipe(a.model_key, a.row, a.size, a.steps, a.thresholds, a.batch)
-    model = load_model(rec.model_options(), "cpu")
+    rec = fv_recipe(a.model_key, a.row, a.size, a.steps, a.thresholds, a.batch, a.device)
+    model = load_model(rec.model_options(), a.device)
     names = a.units.split(",")
     units = [u for s in names for u in parse_units(s, model)]
     steps = sorted(set(a.thresholds) | {a.steps})
+    clock_at = clocked(a.device, steps)
     clock: dict = {"spawn": a.t0, "ready": time.time(), "batches": [], "stopped": {}}
     if streams(rec):
         for res in run_stream(model, rec, units, min(a.batch, len(units))):
@@ -165,7 +179,7 @@ def worker_fv(a) -> dict:
         for k in range(0, len(units), a.batch):
             marks: dict[int, float] = {}
             begin = time.time()
-            res = run_batch(model, rec, units[k:k + a.batch], on_step=lambda s: marks.setdefault(s, time.time()))
+            res = run_batch(model, rec, units[k:k + a.batch], on_step=lambda s: clock_at(marks, s))
             for s in res.snapshots:
                 for b, name in enumerate(names[k:k + a.batch]):
                     save_png(png(a.out, a.row, name, s.step), s.images[b])
@@ -189,14 +203,19 @@ def worker_lucent(a) -> dict:
     from fvcli.optvis.loop import derive_seed
     from fvcli.outputs import save_png
 
+    from fvcli.models import resolve_device
+
     spec = spec_of(a.model_key)
     ns = SimpleNamespace(model=spec.get("model"), weights=spec.get("weights"), recipe=spec.get("recipe"))
     net, prefix = plain_network(ns)
-    make = lucent_channel(net, f"{prefix}.{a.lucent_path}", a.size)  # as bench_lucent.py (token layers too)
+    dev = resolve_device(a.device)  # lucent puts its image on CUDA whenever there is one: the network follows
+    net = net.to(dev)
+    make = lucent_channel(net, f"{prefix}.{a.lucent_path}", a.size, dev)  # as bench_lucent.py (token layers too)
 
     names = a.units.split(",")
     chans = [int(s.rsplit(":", 1)[1]) for s in names]
     steps = sorted(set(a.thresholds) | {a.steps})
+    clock_at = clocked(a.device, steps)
     clock: dict = {"spawn": a.t0, "ready": time.time(), "batches": [], "stopped": {}}
     for k in range(0, len(chans), a.batch):
         chunk = chans[k:k + a.batch]
@@ -210,7 +229,7 @@ def worker_lucent(a) -> dict:
 
         def optimizer(params, marks=marks):  # lucent's default (Adam, lr 5e-2), with a clock after every step
             opt = torch.optim.Adam(params, lr=5e-2)
-            opt.register_step_post_hook(lambda *_: marks.setdefault(len(marks) + 1, time.time()))
+            opt.register_step_post_hook(lambda *_: clock_at(marks, len(marks) + 1))
             return opt
 
         begin = time.time()
@@ -230,7 +249,8 @@ def worker_lucent(a) -> dict:
 
 
 def model_dir(key: str, args) -> Path:
-    return Path(args.out or ROOT / "runs" / "ttq") / f"{key}-{args.size}px-{args.steps}"
+    where = "" if args.device == "cpu" else f"-{args.device.split(':')[0]}"  # GPU renders cached apart
+    return Path(args.out or ROOT / "runs" / "ttq") / f"{key}-{args.size}px-{args.steps}{where}"
 
 
 def clock_path(out: Path, row: str, k: int) -> Path:
@@ -251,9 +271,10 @@ def run_model(key: str, args, lucent_path: str) -> None:
             cmd = [sys.executable, __file__, "--worker", row, "--model-key", key, "--worker-units", ",".join(chunk),
                    "--out", str(args.out or ROOT / "runs" / "ttq"), "--size", str(args.size), "--steps",
                    str(args.steps), "--thresholds", ",".join(map(str, args.thresholds)), "--batch", str(args.batch),
-                   "--threads", str(args.threads), "--lucent-path", lucent_path]
+                   "--threads", str(args.threads), "--lucent-path", lucent_path, "--device", args.device]
             t0 = time.time()
-            p = subprocess.run(cmd + ["--t0", repr(t0)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+            path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+            p = subprocess.run(cmd + ["--t0", repr(t0)], env={**os.environ, "PYTHONPATH": path},
                                capture_output=True, text=True)
             if p.returncode != 0:
                 sys.stderr.write(p.stderr[-3000:])
@@ -497,6 +518,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="images per batch, both tools")
     ap.add_argument("--chunk", type=int, default=None, help="units per process (default: --batch)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: both tools render there (scoring is on the CPU)")
     ap.add_argument("--out", default=None, help="render cache (default runs/ttq)")
     ap.add_argument("--score-only", action="store_true")
     ap.add_argument("--no-plot", action="store_true")
@@ -514,7 +536,7 @@ def main() -> None:
         w = SimpleNamespace(row=args.worker, model_key=args.model_key, units=args.worker_units,
                             out=model_dir(args.model_key, args), size=args.size, steps=args.steps,
                             thresholds=args.thresholds, batch=args.batch, threads=args.threads,
-                            lucent_path=args.lucent_path, t0=args.t0)
+                            lucent_path=args.lucent_path, t0=args.t0, device=args.device)
         clock = worker_lucent(w) if args.worker == "lucent" else worker_fv(w)
         print(json.dumps(clock))
         return

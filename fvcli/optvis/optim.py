@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 BETAS = (0.9, 0.999)  # Kingma & Ba's defaults, as torch.optim.Adam's
@@ -52,8 +53,9 @@ class Adam:
     def step(self) -> None:
         beta1, beta2 = self.betas
         self.t += 1
-        # torch keeps the step count in a float32 tensor and reads it back as a Python float
-        t = float(torch.tensor(float(self.t), dtype=torch.float32).item())
+        # torch keeps the step count in a float32 tensor and reads it back as a Python float: the same rounding,
+        # without a tensor (a tensor read per step is what a GPU loop must avoid, tests/test_host_sync.py)
+        t = float(np.float32(self.t))
         bias_correction1 = 1 - beta1**t
         bias_correction2 = 1 - beta2**t
         step_size = self.lr / bias_correction1
@@ -115,5 +117,6 @@ class RowAdam:
             shape = (-1,) + (1,) * (p.dim() - 1)
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v.sqrt() / bc2_sqrt.to(p.device).view(shape)).add_(self.eps)
-            p.sub_(step_size.to(p.device).view(shape) * m / denom)
+            # host-side (B,) tensors: copied without making the host wait for the GPU
+            denom = (v.sqrt() / bc2_sqrt.to(p.device, non_blocking=True).view(shape)).add_(self.eps)
+            p.sub_(step_size.to(p.device, non_blocking=True).view(shape) * m / denom)

@@ -170,9 +170,11 @@ def copies(chain: Sequence[Step]) -> int:
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) blurred with a separable Gaussian of its own sigma per image (N,) (sigma 0: unchanged)."""
     n, c, h, w = x.shape
+    # sigma stays on the host (Schedule.sigmas): the radius is read without waiting for the GPU
     r = max(1, int(math.ceil(3 * float(sigma.max()))))
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t[None, :] / sigma.to(x.dtype).clamp_min(1e-3)[:, None]) ** 2)  # (N, 2r+1)
+    s = sigma.to(device=x.device, dtype=x.dtype, non_blocking=True).clamp_min(1e-3)
+    k = torch.exp(-0.5 * (t[None, :] / s[:, None]) ** 2)  # (N, 2r+1)
     k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, 2r+1)
     y = x.reshape(1, n * c, h, w)
     y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k[:, None, None, :], groups=n * c)
@@ -231,7 +233,7 @@ class Schedule:
             h, w = self.hw
             noise = torch.stack([torch.randn((3, h, w), generator=torch.Generator().manual_seed(
                 (s + step * 0x9E3779B97F4A7C15) % 2**63)) for s in self.noise_seeds]) * self.noise_std
-            noise = noise.to(self.thetas.device)
+            noise = noise.to(self.thetas.device, non_blocking=True)  # a blocking copy would wait for the GPU
         return self.thetas[step], sig, noise
 
     def apply(self, image: torch.Tensor, step: int) -> torch.Tensor:  # (B, 3, H, W) -> (K*B, 3, H, W)

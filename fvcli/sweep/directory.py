@@ -188,6 +188,11 @@ def write_unit(out: Path, o: UnitOutput, sweep_meta: dict) -> Path:
     return path
 
 
+def write_units(out: Path, outputs: Sequence[UnitOutput], sweep_meta: dict) -> list[Path]:
+    """`write_unit` for each of a batch's outputs, in order (one job of the sweep's background writer)."""
+    return [write_unit(out, o, sweep_meta) for o in outputs]
+
+
 def remove_stale_tmp(out: Path, older_than: float = STALE_TMP_SECONDS, held_lock: Path | None = None) -> int:
     """Remove the temporary files that killed writers left in `out` (call it between two writes of this process).
 

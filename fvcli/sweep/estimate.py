@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+import torch
+
 from ..models import LoadedModel
 from ..optvis.coarse import coarse_size
 from ..optvis.loop import render_batch
@@ -53,7 +55,13 @@ def step_seconds(model: LoadedModel, recipe: Recipe, batch: PlannedBatch, images
     settings = replace(full, steps=PROBE_WARMUP + PROBE_STEPS, thresholds=(), size=size, coarse_steps=0,
                        transforms=full.transforms if size == recipe.render.size else full.coarse_transforms)
     stamps: list[float] = []
-    for _ in render_batch(model, objective, seeds, settings, on_step=lambda _s: stamps.append(time.perf_counter())):
+
+    def on_step(_s: int) -> None:
+        if model.device.type == "cuda":  # the GPU runs behind the host: time what it did, not what was queued
+            torch.cuda.synchronize(model.device)
+        stamps.append(time.perf_counter())
+
+    for _ in render_batch(model, objective, seeds, settings, on_step=on_step):
         pass
     return (stamps[-1] - stamps[PROBE_WARMUP - 1]) / PROBE_STEPS
 

@@ -54,6 +54,7 @@ from ..outputs import atomic_write_json
 from ..recipe import MAX_BATCH, Recipe
 from ..runner.batch import OomBackoff, auto_batch_size
 from ..runner.stream import streams
+from ..runner.writer import BackgroundWriter
 from ..units.unit import Unit
 from .directory import (
     FORMAT,
@@ -64,7 +65,7 @@ from .directory import (
     remove_stale_tmp,
     sweep_identity,
     unit_done,
-    write_unit,
+    write_units,
 )
 from .finalizer import (
     finalize,
@@ -190,6 +191,8 @@ class SweepJob:
             save()
             status = "interrupted"
             backoff = OomBackoff(self.model.device, "sweep batch")
+            writer = BackgroundWriter()  # a batch's files are written while the next one renders
+            failed = True
             try:
                 for batch in mine:
                     missing = self.missing(batch)
@@ -210,10 +213,9 @@ class SweepJob:
                             "members": [u.key for u in batch.units], "shard": f"{i}/{n}"}
                     if len(backoff.events) > n_events or backoff.parts > 1:  # rendered in pieces after an OOM
                         meta["oom"] = {"parts": backoff.parts, "events": backoff.events[n_events:]}
-                    for o in outputs:
-                        if o.unit in wanted and not unit_done(self.out, o.unit, self.sweep_id):
-                            write_unit(self.out, o, meta)
-                            report.rendered += 1
+                    new = [o for o in outputs if o.unit in wanted and not unit_done(self.out, o.unit, self.sweep_id)]
+                    writer.submit(write_units, self.out, new, meta)
+                    report.rendered += len(new)
                     run_info["rendered"] = report.rendered
                     try:
                         save()
@@ -221,8 +223,11 @@ class SweepJob:
                         log.warning("%s", exc)
                     if on_batch:
                         on_batch(batch, len(missing))
+                writer.drain()
+                failed = False
                 status = "stopped" if report.stopped_early else "done"
             finally:
+                writer.close(quiet=failed)  # the writes already submitted finish: each unit whole or not at all
                 report.seconds = time.monotonic() - t0
                 with contextlib.suppress(FvError):
                     save(status)
