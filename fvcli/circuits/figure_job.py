@@ -4,7 +4,7 @@ Pictures come from the cheapest place that has them: a sweep directory rendered 
 (OUT/layers/LAYER/KEY.png, `--sweep DIR`), then pictures this command rendered before with the same recipe
 (OUT/pictures-RECIPEHASH/), else they are rendered now with the recipe (all missing units of a level in one call).
 The records go beside the figure (OUT/KEY-from-LAYER.circuit.json, one per unit whose inputs were computed), and the figure is
-OUT/circuit-KEY-from-LAYER[-depthN].svg and .png.
+OUT/circuit-KEY-from-LAYER[-depthN][-attribution].svg and .png.
 
 Level 1 reads the unit's inputs from `--from` (default: the main layer before the unit's layer); each deeper level
 reads from the main layer before the previous one. Below level 1 each input keeps its `BRANCH` strongest inputs (by
@@ -55,6 +55,7 @@ class _Pictures:
         self.model, self.recipe, self.sweep = model, recipe, sweep
         self.cache = out / f"pictures-{recipe.hash()}"
         self.rendered = self.reused = 0
+        self._counted: set[Unit] = set()
         if sweep is not None:
             doc = read_json(sweep / "sweep.json")
             if doc is None:
@@ -71,7 +72,8 @@ class _Pictures:
 
     def get(self, units: list[Unit]) -> dict[Unit, np.ndarray]:
         missing = [u for u in dict.fromkeys(units) if self.path(u) is None]
-        self.reused += len(set(units)) - len(missing)
+        self.reused += len(set(units) - self._counted - set(missing))
+        self._counted |= set(units)
         if missing:
             render_units(self.model, self.recipe, missing, self.cache)
             self.rendered += len(missing)
@@ -148,7 +150,8 @@ def circuit_figure(model: LoadedModel, recipe: Recipe, unit: Unit, out: Path, *,
     canvas = layout(node(unit), f"{unit.label} <- {src} ({model.name}, {method}{', depth ' + str(depth) if depth > 1 else ''})",
                     "edges: red excitatory, blue inhibitory, width = strength; heatmap on an edge: the expanded-weight "
                     "kernel on the input layer")
-    stem = safe_name(f"circuit-{unit.key}-from-{src}" + (f"-depth{depth}" if depth > 1 else ""))
+    stem = safe_name(f"circuit-{unit.key}-from-{src}" + (f"-depth{depth}" if depth > 1 else "")
+                     + (f"-{method}" if method != "expanded" else ""))
     svg, png = out / f"{stem}.svg", out / f"{stem}.png"
     atomic_write_bytes(svg, to_svg(canvas).encode())
     atomic_write_bytes(png, to_png(canvas))
