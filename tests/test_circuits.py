@@ -162,7 +162,7 @@ def swept(tmp_path_factory):
     recipe = load_recipe(None, ["render.thresholds=[1]", "transforms=none"],
                          {"model.name": "demo", "render.steps": 2, "render.size": 16, "render.device": "cpu"})
     model = fvcli.load_model("demo")
-    units = select_units(model, ["block3:0-19", "block4:0-11"])
+    units = select_units(model, ["block3:0-19", "block4:0-11", "logit:all"])
     assert run_sweep(model, recipe, units, out, batch_size=64).complete
     costs = add_extras(out, Extras(examples=make_images(root / "images"), circuits=True), top_k=3, quiet=True)
     return out, units, {c["extra"]: c for c in costs}
@@ -178,21 +178,25 @@ def test_with_circuits_parses_and_names_the_choice():
 def test_sweep_circuits_records_and_resume_is_byte_identical(swept):
     out, units, costs = swept
     c = costs["circuits"]
-    assert c["rendered"] == 32 and c["skipped"] == 0 and c["layers"] == {"block3": "block2", "block4": "block3"}
+    assert c["rendered"] == 44 and c["skipped"] == 0
+    assert c["layers"] == {"block3": "block2", "block4": "block3", "fc": "block4"}
     rec = json.loads((layer_dir(out, "block4") / "block4-00005.circuit.json").read_text())
     assert rec["from"] == "block3" and rec["attribution"]["images"] == {"render": True, "examples": 3}
     assert len(rec["expanded"]["weights"]) == 128 and rec["expanded"]["exact"]
     before = _circuit_files(out)
-    assert len(before) == 32
+    assert len(before) == 44
     model = fvcli.load_model("demo")
+    logit = json.loads((layer_dir(out, "fc") / "logit-00003.circuit.json").read_text())
+    fc = dict(model.net.named_modules())["fc"].weight[3]
+    assert logit["from"] == "block4" and torch.allclose(torch.tensor(logit["expanded"]["weights"]), fc, rtol=1e-5)
     again = sweep_circuits(model, out, units)
-    assert (again["rendered"], again["skipped"]) == (0, 32)
+    assert (again["rendered"], again["skipped"]) == (0, 44)
     # killed half-way through a chunk: one record of block3's first chunk gone, one of block4's stale
     (layer_dir(out, "block3") / "block3-00007.circuit.json").unlink()
     stale = layer_dir(out, "block4") / "block4-00002.circuit.json"
     stale.write_text(json.dumps({**json.loads(stale.read_text()), "from": "block1"}))
     resumed = sweep_circuits(model, out, units)
-    assert resumed["rendered"] == 16 + 12 and resumed["skipped"] == 4  # the two chunks again, whole
+    assert resumed["rendered"] == 16 + 12 and resumed["skipped"] == 4 + 12  # the two chunks again, whole
     assert _circuit_files(out) == before
 
 
@@ -212,6 +216,9 @@ def test_unit_pages_link_inputs_and_outputs(swept):
     best = max((f for f in feeds if f[0] > 0), key=lambda f: f[0])[1]
     page3 = (layer_dir(out, "block3") / "block3-00003.html").read_text()
     assert "<h2>outputs</h2>" in page3 and f'href="../block4/{Unit("channel", "block4", best).key}.html"' in page3
+    # block4's pages feed the logits: links to the classes' pages
+    assert 'href="../fc/logit-000' in (layer_dir(out, "block4") / "block4-00005.html").read_text()
+    assert "<h2>inputs</h2>" in (layer_dir(out, "fc") / "logit-00003.html").read_text()
 
 
 def test_fv_circuit_command_draws_svg_and_png(swept, cli, tmp_path):

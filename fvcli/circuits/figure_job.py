@@ -145,7 +145,9 @@ def circuit_figure(model: LoadedModel, recipe: Recipe, unit: Unit, out: Path, *,
 
     def node(u: Unit, v: float = 0.0, kernel: tuple | None = None, seen: frozenset = frozenset()) -> Node:
         kids = tuple(node(c, cv, ck, seen | {u}) for c, cv, ck in edges.get(u, []) if c not in seen)
-        return Node(u.label, pictures.get(u), v, kernel, kids, f"{v:+.3g}" if kernel is not None else "")
+        name = model.label(u.channel) if u.kind in ("logit", "prob") else None
+        return Node(u.label + (f" {name}" if name else ""), pictures.get(u), v, kernel, kids,
+                    f"{v:+.3g}" if kernel is not None else "")
 
     canvas = layout(node(unit), f"{unit.label} <- {src} ({model.name}, {method}{', depth ' + str(depth) if depth > 1 else ''})",
                     "edges: red excitatory, blue inhibitory, width = strength; heatmap on an edge: the expanded-weight "

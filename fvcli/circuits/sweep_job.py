@@ -29,6 +29,8 @@ from .record import TOP_K, circuit_name
 
 log = logging.getLogger(__name__)
 
+KINDS = ("channel", "logit")  # sweeps of channels and of classes (`logit:all`) get circuits
+
 
 def source_layer(model: LoadedModel, layer: str, from_layer: str | None) -> str | None:
     """Where `layer`'s inputs are read from (None: nowhere -- no earlier main layer, or `from_layer` not before)."""
@@ -55,11 +57,12 @@ def sweep_circuits(model: LoadedModel, out: Path, units: Sequence[Unit], from_la
     t0 = time.perf_counter()
     done = skipped = chunks = 0
     sources: dict[str, str | None] = {}
-    by_chunk: dict[tuple[str, int], list[Unit]] = {}
+    by_chunk: dict[tuple[str, str, int], list[Unit]] = {}
     for u in units:
-        if u.kind == "channel" and u.channel is not None:
-            by_chunk.setdefault((u.layer, u.channel // CHUNK), []).append(u)
-    for (layer, _k), chunk in sorted(by_chunk.items(), key=lambda kv: (model.layer(kv[0][0]).order, kv[0][1])):
+        if u.kind in KINDS and u.channel is not None:
+            by_chunk.setdefault((u.layer, u.kind, u.channel // CHUNK), []).append(u)
+    for (layer, _kind, _k), chunk in sorted(by_chunk.items(),
+                                            key=lambda kv: (model.layer(kv[0][0]).order, kv[0][1], kv[0][2])):
         if layer not in sources:
             sources[layer] = source_layer(model, layer, from_layer)
             if sources[layer] is None:

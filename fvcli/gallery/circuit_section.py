@@ -25,6 +25,7 @@ from .layout import e, u
 
 CIRCUIT_SUFFIX = ".circuit.json"  # fvcli/circuits/record.py: circuit_name
 OUTPUTS_SHOWN = 4  # per sign
+KINDS = ("channel", "logit")  # the sweep kinds that get circuits
 THUMB = 64  # px
 
 
@@ -61,26 +62,29 @@ class CircuitIndex:
             except OSError:
                 continue
             for unit, rec in g["units"]:
-                if not rec or unit.kind != "channel":
+                if not rec or unit.kind not in KINDS:
                     continue
-                self.done.setdefault(g["layer"], set()).add(unit.channel)
+                if unit.kind == "channel":
+                    self.done.setdefault(g["layer"], set()).add(unit.channel)
                 if unit.key + CIRCUIT_SUFFIX in names:
                     try:
                         self.records.setdefault(g["layer"], {})[unit.channel] = json.loads(
                             (d / (unit.key + CIRCUIT_SUFFIX)).read_text())
                     except (OSError, ValueError):
                         continue
-        # (source layer, channel) -> [(layer, channel, expanded weight)] over every record reading from it
-        self.feeds: dict[tuple[str, int], list[tuple[str, int, float]]] = {}
+        # (source layer, channel) -> [(layer, channel, expanded weight, key)] over every record reading from it
+        self.feeds: dict[tuple[str, int], list[tuple[str, int, float, str]]] = {}
         for layer, recs in self.records.items():
             for ch, rec in recs.items():
                 for c, w in enumerate((rec.get("expanded") or {}).get("weights") or []):
                     if w:
-                        self.feeds.setdefault((rec["from"], c), []).append((layer, ch, float(w)))
+                        self.feeds.setdefault((rec["from"], c), []).append((layer, ch, float(w), str(rec["key"])))
 
-    def _link(self, layer: str, ch: int, value: float, kernel: list | None, vmax: float) -> str:
-        key = Unit("channel", layer, ch).key
-        if ch in self.done.get(layer, ()):
+    def _link(self, layer: str, ch: int, value: float, kernel: list | None, vmax: float, key: str | None = None,
+              label: str | None = None) -> str:
+        if key is None and ch in self.done.get(layer, ()):
+            key = Unit("channel", layer, ch).key
+        if key is not None:
             base = f"../{safe_name(layer)}/{key}"
             pic = (f'<a href="{u(base + ".html")}"><img src="{u(base + ".png")}" alt="{e(layer)}:{ch}" '
                    f'loading="lazy" width="{THUMB}" height="{THUMB}" style="vertical-align:middle"></a>')
@@ -88,7 +92,7 @@ class CircuitIndex:
             pic = ""
         ker = kernel_svg(kernel, vmax) if kernel else ""
         return (f'<span class="cin" style="display:inline-block;margin:0 10px 8px 0;font-size:11px;color:#555">'
-                f'{pic} {ker}<br>{e(layer)}:{ch} <span style="color:rgb{sign_rgb(value, abs(value) or 1)}">'
+                f'{pic} {ker}<br>{e(label or f"{layer}:{ch}")} <span style="color:rgb{sign_rgb(value, abs(value) or 1)}">'
                 f'{value:+.4g}</span></span>')
 
     def _inputs(self, rec: dict) -> str:
@@ -119,14 +123,15 @@ class CircuitIndex:
         parts = []
         for sign, pick in (("excitatory", lambda w: w > 0), ("inhibitory", lambda w: w < 0)):
             best = sorted((f for f in feeds if pick(f[2])), key=lambda f: (-abs(f[2]), f[0], f[1]))[:OUTPUTS_SHOWN]
-            items = "".join(self._link(lay, c, w, None, 0.0) for lay, c, w in best)
+            items = "".join(self._link(lay, c, w, None, 0.0, key, f"{lay}:{c}" if not key.startswith("logit-")
+                                       else f"logit:{c}") for lay, c, w, key in best)
             parts.append(f'<h3>{e(sign)}</h3><div class="coutputs" data-sign="{e(sign)}">'
                          f'{items or "<span class=keys>none</span>"}</div>')
         return ('<h2>outputs</h2><p class="keys">the swept units this one feeds most (expanded weight from this unit)'
                 f'</p>{"".join(parts)}')
 
     def section(self, unit: Unit) -> str:
-        if unit.kind != "channel":
+        if unit.kind not in KINDS:
             return ""
         rec = self.records.get(unit.layer, {}).get(unit.channel)
         return (self._inputs(rec) if rec else "") + self._outputs(unit.layer, unit.channel)
