@@ -86,6 +86,7 @@ class _Reached(Exception):
 
 
 def check_pair(model: LoadedModel, to_layer: str, from_layer: str) -> None:
+    """FvError unless both layers exist and `from_layer` comes first in the forward pass."""
     a, b = model.layer(from_layer), model.layer(to_layer)
     if a.order >= b.order:
         raise FvError(f"--from {from_layer!r} is not before {to_layer!r} in the forward pass of {model.name}; pick an "

@@ -3,8 +3,8 @@
 Pictures come from the cheapest place that has them: a sweep directory rendered with the same weights
 (OUT/layers/LAYER/KEY.png, `--sweep DIR`), then pictures this command rendered before with the same recipe
 (OUT/pictures-RECIPEHASH/), else they are rendered now with the recipe (all missing units of a level in one call).
-The records go beside the figure (OUT/KEY-from-LAYER.circuit.json, one per unit whose inputs were computed), and the figure is
-OUT/circuit-KEY-from-LAYER[-depthN][-attribution].svg and .png.
+The records go beside the figure (OUT/KEY-from-LAYER.circuit.json, one per unit whose inputs were computed), and
+the figure is OUT/circuit-KEY-from-LAYER[-depthN][-attribution].svg and .png.
 
 Level 1 reads the unit's inputs from `--from` (default: the main layer before the unit's layer); each deeper level
 reads from the main layer before the previous one. Below level 1 each input keeps its `BRANCH` strongest inputs (by
@@ -65,7 +65,8 @@ class _Pictures:
                               f"{str(doc.get('weights_sha256'))[:12]}) than {model.name}'s {model.weights_sha256[:12]}")
 
     def path(self, u: Unit) -> Path | None:
-        for p in ([layer_dir(self.sweep, u.layer) / f"{u.key}.png"] if self.sweep else []) + [self.cache / f"{u.key}.png"]:
+        places = [layer_dir(self.sweep, u.layer)] if self.sweep else []
+        for p in [d / f"{u.key}.png" for d in places + [self.cache]]:
             if p.is_file():
                 return p
         return None
@@ -149,7 +150,8 @@ def circuit_figure(model: LoadedModel, recipe: Recipe, unit: Unit, out: Path, *,
         return Node(u.label + (f" {name}" if name else ""), pictures.get(u), v, kernel, kids,
                     f"{v:+.3g}" if kernel is not None else "")
 
-    canvas = layout(node(unit), f"{unit.label} <- {src} ({model.name}, {method}{', depth ' + str(depth) if depth > 1 else ''})",
+    deep = f", depth {depth}" if depth > 1 else ""
+    canvas = layout(node(unit), f"{unit.label} <- {src} ({model.name}, {method}{deep})",
                     "edges: red excitatory, blue inhibitory, width = strength; heatmap on an edge: the expanded-weight "
                     "kernel on the input layer")
     stem = safe_name(f"circuit-{unit.key}-from-{src}" + (f"-depth{depth}" if depth > 1 else "")

@@ -92,7 +92,8 @@ class CircuitIndex:
             pic = ""
         ker = kernel_svg(kernel, vmax) if kernel else ""
         return (f'<span class="cin" style="display:inline-block;margin:0 10px 8px 0;font-size:11px;color:#555">'
-                f'{pic} {ker}<br>{e(label or f"{layer}:{ch}")} <span style="color:rgb{sign_rgb(value, abs(value) or 1)}">'
+                f'{pic} {ker}<br>{e(label or f"{layer}:{ch}")} '
+                f'<span style="color:rgb{sign_rgb(value, abs(value) or 1)}">'
                 f'{value:+.4g}</span></span>')
 
     def _inputs(self, rec: dict) -> str:
@@ -110,10 +111,11 @@ class CircuitIndex:
         ex = rec["expanded"]
         kept = ", ".join(ex.get("kept") or {}) or "none"
         imgs = (rec.get("attribution") or {}).get("images") or {}
+        n_ex = imgs.get("examples")
         note = (f'from {e(src)} through {e(" > ".join(ex.get("path") or []))}; linearized: '
                 f'{e(", ".join(ex.get("bypassed") or {}) or "nothing")}; nonlinear kept: {e(kept)}. Kernels: the '
                 f'expanded weights on {e(src)} around the unit\'s centre (red +, blue -). Attribution: gradient x '
-                f'activation summed over positions, on the render{" and " + str(imgs.get("examples")) + " dataset examples" if imgs.get("examples") else ""}.')
+                f'activation summed over positions, on the render{f" and {n_ex} dataset examples" if n_ex else ""}.')
         return f'<h2>inputs</h2><p class="keys">{note}</p>{"".join(parts)}'
 
     def _outputs(self, layer: str, ch: int) -> str:
