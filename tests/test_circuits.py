@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -198,6 +203,29 @@ def test_sweep_circuits_records_and_resume_is_byte_identical(swept):
     resumed = sweep_circuits(model, out, units)
     assert resumed["rendered"] == 16 + 12 and resumed["skipped"] == 4 + 12  # the two chunks again, whole
     assert _circuit_files(out) == before
+
+
+def test_a_killed_circuits_run_resumes_byte_identical(swept, tmp_path):
+    """`fv gallery DIR --with circuits` killed (SIGKILL) as soon as its first record lands, then run again."""
+    out, units, _costs = swept
+    before = _circuit_files(out)
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    for p in copy.glob("layers/*/*.circuit.json"):
+        p.unlink()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fvcli.cli", "gallery", str(copy), "--with", "circuits", "-q"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not any(copy.glob("layers/*/*.circuit.json")) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    partial = len(_circuit_files(copy))
+    assert partial < 44, "the run finished before it could be killed"
+    cost = sweep_circuits(fvcli.load_model("demo"), copy, units)
+    assert cost["skipped"] == 44 - cost["rendered"] and cost["rendered"] >= 44 - partial
+    assert _circuit_files(copy) == before
 
 
 def test_unit_pages_link_inputs_and_outputs(swept):
