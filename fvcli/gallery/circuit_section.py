@@ -72,13 +72,14 @@ class CircuitIndex:
                             (d / (unit.key + CIRCUIT_SUFFIX)).read_text())
                     except (OSError, ValueError):
                         continue
-        # (source layer, channel) -> [(layer, channel, expanded weight, key)] over every record reading from it
-        self.feeds: dict[tuple[str, int], list[tuple[str, int, float, str]]] = {}
+        # (source layer, channel) -> [(layer, channel, expanded weight, key, label)] over every record reading from it
+        self.feeds: dict[tuple[str, int], list[tuple[str, int, float, str, str]]] = {}
         for layer, recs in self.records.items():
             for ch, rec in recs.items():
                 for c, w in enumerate((rec.get("expanded") or {}).get("weights") or []):
                     if w:
-                        self.feeds.setdefault((rec["from"], c), []).append((layer, ch, float(w), str(rec["key"])))
+                        self.feeds.setdefault((rec["from"], c), []).append(
+                            (layer, ch, float(w), str(rec["key"]), str(rec["unit"])))
 
     def _link(self, layer: str, ch: int, value: float, kernel: list | None, vmax: float, key: str | None = None,
               label: str | None = None) -> str:
@@ -125,8 +126,7 @@ class CircuitIndex:
         parts = []
         for sign, pick in (("excitatory", lambda w: w > 0), ("inhibitory", lambda w: w < 0)):
             best = sorted((f for f in feeds if pick(f[2])), key=lambda f: (-abs(f[2]), f[0], f[1]))[:OUTPUTS_SHOWN]
-            items = "".join(self._link(lay, c, w, None, 0.0, key, f"{lay}:{c}" if not key.startswith("logit-")
-                                       else f"logit:{c}") for lay, c, w, key in best)
+            items = "".join(self._link(lay, c, w, None, 0.0, key, label) for lay, c, w, key, label in best)
             parts.append(f'<h3>{e(sign)}</h3><div class="coutputs" data-sign="{e(sign)}">'
                          f'{items or "<span class=keys>none</span>"}</div>')
         return ('<h2>outputs</h2><p class="keys">the swept units this one feeds most (expanded weight from this unit)'
