@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("article",),  # `fv article`: the Distill article's figures
     ("figures",),  # appendix panels, interpolations, the recipe-quality table
     ("concepts",),  # `fv concepts`: directions factorized from a folder's activations (reads it as examples does)
+    ("circuits",),  # each unit's strongest inputs (expanded weights, attribution) and `fv circuit`'s figures
     ("examples",),  # dataset examples over an image folder
     ("sweep",),  # every unit of some layers, sharded and resumable
     ("gallery",),  # the static HTML site of a sweep

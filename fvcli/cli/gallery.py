@@ -1,8 +1,9 @@
 """`fv gallery DIR` and the `--with` extras of `fv sweep`: the rich gallery in one command.
 
-A sweep's unit pages become Microscope-like when three extras sit beside the renders: diversity facets and the
-negative (fvcli/sweep/extras.py, rendered by runner/variants with the sweep's recipe and per-unit seeds) and dataset
-examples (fvcli/examples, `fv examples IMAGES --out DIR`). `fv gallery DIR --with diversity,negative,examples=IMAGES`
+A sweep's unit pages become Microscope-like when extras sit beside the renders: diversity facets and the
+negative (fvcli/sweep/extras.py, rendered by runner/variants with the sweep's recipe and per-unit seeds), dataset
+examples (fvcli/examples, `fv examples IMAGES --out DIR`) and circuits (fvcli/circuits: each unit's strongest inputs
+and the units it feeds). `fv gallery DIR --with diversity,negative,examples=IMAGES`
 adds whichever are missing to an existing sweep directory and rebuilds the gallery; `fv sweep ... --with ...` does
 the same right after rendering. Everything is resumable: an extra that is already there is not redone, and a killed
 run redoes only what is missing. Each extra's cost is printed. Registered on the app when commands.py imports this.
@@ -22,7 +23,7 @@ from .common import QuietOpt, VerboseOpt, _setup, app, handle_errors
 log = logging.getLogger(__name__)
 
 SMALL_FOLDER = 256  # images: below this, dataset examples are read in the main process
-WITH_CHOICES = "diversity[=N], negative, examples=IMAGES_DIR"
+WITH_CHOICES = "diversity[=N], negative, examples=IMAGES_DIR, circuits[=FROM_LAYER]"
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,21 @@ class Extras:
     diversity: int = 0  # facets per unit (0: none)
     negative: bool = False
     examples: Path | None = None  # the image folder
+    circuits: bool = False  # each unit's strongest inputs (fvcli/circuits)
+    circuits_from: str | None = None  # the layer they are read from (None: the main layer before each swept layer)
 
     def __bool__(self) -> bool:
-        return bool(self.diversity or self.negative or self.examples)
+        return bool(self.diversity or self.negative or self.examples or self.circuits)
 
 
 def parse_with(text: str | None) -> Extras:
-    """'diversity,negative,examples=DIR' (diversity=N for N facets; default 4) -> Extras."""
+    """'diversity,negative,examples=DIR,circuits' (diversity=N for N facets, default 4; circuits=LAYER to read
+    every swept layer's inputs from LAYER) -> Extras."""
     from ..sweep.extras import DEFAULT_FACETS
 
     if not text:
         return Extras()
-    div, neg, ex = 0, False, None
+    div, neg, ex, circ, circ_from = 0, False, None, False, None
     for item in (x.strip() for x in text.split(",")):
         if not item:
             continue
@@ -61,9 +65,11 @@ def parse_with(text: str | None) -> Extras:
             ex = Path(val)
             if not ex.is_dir():
                 raise FvError(f"bad --with item {item!r}: {ex} is not a folder of images")
+        elif name == "circuits":
+            circ, circ_from = True, val or None
         else:
             raise FvError(f"unknown --with item {item!r}: valid {WITH_CHOICES}")
-    return Extras(div, neg, ex)
+    return Extras(div, neg, ex, circ, circ_from)
 
 
 def add_extras(out: Path, extras: Extras, *, top_k: int | None = None, limit: int | None = None,
@@ -89,6 +95,10 @@ def add_extras(out: Path, extras: Extras, *, top_k: int | None = None, limit: in
             costs.append(render_extra(model, recipe, out, units, "negative", batch_size=bs))
         if extras.examples is not None:
             costs.append(_examples(model, recipe, out, units, extras.examples, top_k, limit))
+        if extras.circuits:  # after the examples: attribution averages over them where they exist
+            from ..circuits import sweep_circuits
+
+            costs.append(sweep_circuits(model, out, units, extras.circuits_from))
     finalize(out)
     if not quiet:
         for c in costs:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..outputs import atomic_write_bytes
 from ..units.unit import Unit, safe_name
+from .circuit_section import CircuitIndex
 from .facts import layer_facts
 from .index_page import index_html
 from .layer_page import layer_html
@@ -42,6 +43,7 @@ def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Pat
     _write(out / "gallery.js", JS.encode())
     _write(out / "index.html", index_html(manifest, layers))
     docs = manifest["layers"]
+    circuits = CircuitIndex(out, layers)  # KEY.circuit.json of every layer: inputs and outputs of each unit
     for i, (g, doc) in enumerate(zip(layers, docs)):
         d = out / "layers" / safe_name(g["layer"])
         facts = layer_facts(d, g["units"])
@@ -56,6 +58,7 @@ def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Pat
         for k, (unit, rec) in enumerate(done):
             prev = done[k - 1][0] if k > 0 else None
             nxt = done[k + 1][0] if k + 1 < len(done) else None
-            _write(d / unit_page_name(unit), unit_html(manifest, g, unit, rec, prev, nxt, facts.get(unit.key, {}), d))
+            _write(d / unit_page_name(unit), unit_html(manifest, g, unit, rec, prev, nxt, facts.get(unit.key, {}), d,
+                                                            circuits.section(unit)))
             written.append(d / unit_page_name(unit))
     return written

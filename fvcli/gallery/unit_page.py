@@ -3,7 +3,8 @@
 Top to bottom: the visualization (every image the record lists) with MACO's alpha map when there is one; its
 diversity facets and its negative (fvcli/sweep/extras.py); the dataset examples that excite it most and least, each
 crop around the maximal activation (the receptive field) beside the whole image with the box drawn on it
-(media.py); the objective-vs-step curve (curve.py) with the final score, HF fraction and dead flag (facts.py); the
+(media.py); its circuit -- strongest inputs with their kernels, the units it feeds (circuit_section.py); the
+objective-vs-step curve (curve.py) with the final score, HF fraction and dead flag (facts.py); the
 recipe; the record's metadata. prev / next / up are rel links, which gallery.js binds to <- / -> / ^. The file name
 KEY.html is the unit's permalink.
 """
@@ -51,8 +52,9 @@ def _examples(ex: dict, end: str) -> str:
 
 
 def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None, nxt: Unit | None, facts: dict,
-              d: Path) -> bytes:
-    """The page of `unit` (record `rec`, facts.layer_facts' entry `facts`, layer directory `d`)."""
+              d: Path, circuit: str = "") -> bytes:
+    """The page of `unit` (record `rec`, facts.layer_facts' entry `facts`, layer directory `d`; `circuit`: its
+    inputs / outputs section, circuit_section.py)."""
     figs = [_fig(im["png"], im.get("label", "")) for im in rec.get("images") or []]
     shown = {str(im.get("png")) for im in rec.get("images") or []}  # appendix sweeps list facets as images
     facts = {**facts, "facets": [p for p in facts.get("facets") or [] if p not in shown],
@@ -105,7 +107,7 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
 <a href="index.html">{e(g['layer'])}</a> / {e(unit.label)} &nbsp; {' &middot; '.join(links)}</nav>
 <h1 data-unit="{e(unit.label)}">{label}</h1>
 <div class="images">{''.join(figs)}</div>
-{''.join(extras)}
+{''.join(extras)}{circuit}
 <h2>optimization</h2><p>{stats}</p>{curve}
 <p class="keys">dead: {e(DEAD_RULE)}. Keys: &larr; / &rarr; units, &uarr; layer.</p>
 <table>{rows}</table>
