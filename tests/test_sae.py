@@ -161,3 +161,23 @@ def test_fv_concepts_sae_end_to_end(demo, folder, tmp_path, cli):
 
     units = dictionary_units(demo, "block3", str(out), "0-3")  # what `fv sweep --directions` reads
     assert [u.channel for u in units] == [0, 1, 2, 3]
+
+
+def test_dictionary_reads_an_sae_checkpoints_statistics_with_its_decoder(demo, tmp_path):
+    from fvcli.units.dictionary import load_dictionary, open_source
+    from fvcli.units.unit import dictionary_units
+
+    g = torch.Generator().manual_seed(0)
+    dec = torch.randn(128, 32, generator=g)  # (C, D): a decoder weight, one feature per column
+    freq = torch.rand(32, generator=g)
+    torch.save({"sae.decoder.weight": dec, "sae.encoder.weight": dec.T.clone(), "sae.feature_frequency": freq,
+                "log_feature_sparsity": freq.log10()}, tmp_path / "sae.pt")
+    d = load_dictionary(open_source(f"{tmp_path / 'sae.pt'}:sae.decoder.weight"), "block3", 128)
+    assert d.rows == 32 and d.row_stats(5) == {"feature_frequency": pytest.approx(float(freq[5])),
+                                               "log_feature_sparsity": pytest.approx(float(freq[5].log10()))}
+    # fv's own SAE output: the statistics come from OUT.json beside OUT.npy, and reach a unit's record
+    np.save(tmp_path / "own.npy", np.eye(4, 128))
+    (tmp_path / "own.json").write_text(json.dumps({"feature_stats": {"frequency": [0.5, 0.0, 0.25, 0.1],
+                                                                     "mean_when_firing": [1, 0, 2, 3], "dead": [1]}}))
+    u = dictionary_units(demo, "block3", str(tmp_path / "own.npy"), "1")[0]
+    assert u.row_stats(demo) == {"frequency": 0.0, "mean_when_firing": 0.0, "dead": 1.0}

@@ -122,6 +122,9 @@ class Variant:
     def row_name(self, model: LoadedModel) -> str | None:
         return self.base.row_name(model) if hasattr(self.base, "row_name") else None
 
+    def row_stats(self, model: LoadedModel) -> dict[str, float]:
+        return self.base.row_stats(model) if hasattr(self.base, "row_stats") else {}
+
     @property
     def x(self) -> int | None:
         return self.base.x
