@@ -57,7 +57,7 @@ class SparseAutoencoder(nn.Module):
     def sparsify(self, z_pre: torch.Tensor, train: bool = False) -> torch.Tensor:
         """(n, K) pre-activations -> (n, K) codes with at most `topk` non-zeros per sample (on average, BatchTopK)."""
         if self.batchtopk and not train:
-            return torch.where(z_pre > self.threshold, z_pre, torch.zeros((), dtype=z_pre.dtype)).relu()
+            return torch.where(z_pre > self.threshold, z_pre, z_pre.new_zeros(())).relu()
         if self.batchtopk:
             flat = z_pre.relu().flatten()
             vals, idx = flat.topk(min(flat.numel(), self.topk * z_pre.shape[0]))
@@ -97,7 +97,7 @@ class SparseAutoencoder(nn.Module):
         aux = torch.zeros(())
         if dead is not None and bool(dead.any()):
             k_aux = min(int(dead.sum()), max(1, x.shape[1] // 2))  # Gao: k_aux = d_model / 2
-            zd = torch.where(dead, z_pre, torch.full((), -torch.inf)).relu()
+            zd = torch.where(dead, z_pre, z_pre.new_full((), -torch.inf)).relu()
             vals, idx = zd.topk(k_aux, dim=1)
             e_hat = torch.zeros_like(zd).scatter(1, idx, vals) @ self.w_dec
             aux = (err.detach() - e_hat).pow(2).sum(1).mean() / err.detach().pow(2).sum(1).mean().clamp_min(1e-12)

@@ -114,8 +114,8 @@ def run_sae(model: LoadedModel, layer: str, folder: ImageFolder, settings: SAESe
         for epoch in range(epoch0, settings.epochs):
             order = shuffled(folder, derive_seed(settings.seed, "epoch", epoch) if epoch else settings.seed)
             start = batch0 if epoch == epoch0 else 0
-            if on_batch is not None and start:
-                on_batch(min(len(folder.files), start * batch_size))  # the skipped images, for the progress bar
+            if on_batch is not None and epoch == epoch0 and (epoch or start):  # what was done before, for the bar
+                on_batch(epoch * len(folder.files) + min(len(folder.files), start * batch_size))
             for i, x, n_imgs in _batches(net, info.name, order, size, batch_size, workers, max_positions,
                                          settings.seed, epoch, start):
                 if x is not None:
@@ -129,6 +129,8 @@ def run_sae(model: LoadedModel, layer: str, folder: ImageFolder, settings: SAESe
         trainer.finish()
         if checkpoint is not None:
             _save(checkpoint, ident, trainer, settings.epochs, 0, done=True)
+    elif on_batch is not None:
+        on_batch(settings.epochs * len(folder.files))
     fit_s = time.perf_counter() - t0
     sae = trainer.sae
     d = sae.w_dec.detach().float().cpu().clone()  # (K, C), unit rows
