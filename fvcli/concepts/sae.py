@@ -23,11 +23,36 @@ buffer's mean (Gao's geometric median; the mean is its cheap stand-in).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 AUX_COEF = 1.0 / 32  # Gao et al. 2024, section 2.4 (AuxK)
 THRESHOLD_MOMENTUM = 0.99  # BatchTopK: running mean of the smallest kept activation
+
+
+@dataclass(frozen=True)
+class Codes:
+    """Sparse codes of n samples over K features: sample `rows[i]` has feature `cols[i]` at value `vals[i]`."""
+
+    n: int
+    features: int
+    rows: torch.Tensor  # (nnz,) int64
+    cols: torch.Tensor  # (nnz,) int64
+    vals: torch.Tensor  # (nnz,) >= 0
+
+    @staticmethod
+    def from_dense(z: torch.Tensor) -> Codes:
+        rows, cols = z.nonzero(as_tuple=True)
+        return Codes(z.shape[0], z.shape[1], rows, cols, z[rows, cols])
+
+    def dense(self) -> torch.Tensor:
+        z = torch.zeros(self.n, self.features, device=self.vals.device, dtype=self.vals.dtype)
+        return z.index_put((self.rows, self.cols), self.vals, accumulate=True)
+
+    def detached(self) -> Codes:
+        return Codes(self.n, self.features, self.rows, self.cols, self.vals.detach())
 
 
 class SparseAutoencoder(nn.Module):
@@ -54,27 +79,37 @@ class SparseAutoencoder(nn.Module):
         """(n, C) raw activations -> (n, K) pre-activations."""
         return (x / self.scale - self.b_dec) @ self.w_enc + self.b_enc
 
-    def sparsify(self, z_pre: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """(n, K) pre-activations -> (n, K) codes with at most `topk` non-zeros per sample (on average, BatchTopK)."""
+    def codes(self, z_pre: torch.Tensor, train: bool = False) -> Codes:
+        """(n, K) pre-activations -> the sparse codes: at most `topk` active features per sample (on average, for
+        BatchTopK), as (row, feature, value) triplets; the values carry the gradient in training."""
+        n, k = z_pre.shape
         if self.batchtopk and not train:
-            return torch.where(z_pre > self.threshold, z_pre, z_pre.new_zeros(())).relu()
+            rows, cols = (z_pre > self.threshold.clamp_min(0)).nonzero(as_tuple=True)
+            return Codes(n, k, rows, cols, z_pre[rows, cols])
         if self.batchtopk:
-            flat = z_pre.relu().flatten()
-            vals, idx = flat.topk(min(flat.numel(), self.topk * z_pre.shape[0]))
-            z = torch.zeros_like(flat).scatter(0, idx, vals).view_as(z_pre)
-            kept = vals[vals > 0]
-            if kept.numel():
+            vals, idx = z_pre.relu().flatten().topk(min(n * k, self.topk * n))
+            kept = vals > 0
+            if bool(kept.any()):
                 with torch.no_grad():
-                    self.threshold.mul_(THRESHOLD_MOMENTUM).add_((1 - THRESHOLD_MOMENTUM) * kept.min())
-            return z
-        vals, idx = z_pre.topk(min(self.topk, z_pre.shape[1]), dim=1)
-        return torch.zeros_like(z_pre).scatter(1, idx, vals.relu())
+                    self.threshold.mul_(THRESHOLD_MOMENTUM).add_((1 - THRESHOLD_MOMENTUM) * vals[kept].min())
+            return Codes(n, k, idx // k, idx % k, vals)
+        vals, idx = z_pre.topk(min(self.topk, k), dim=1)  # (n, topk)
+        rows = torch.arange(n, device=z_pre.device)[:, None].expand_as(idx)
+        return Codes(n, k, rows.reshape(-1), idx.reshape(-1), vals.relu().reshape(-1))
 
     def encode(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
-        return self.sparsify(self.pre(x), train)
+        """(n, C) raw activations -> (n, K) dense codes (for a few samples; the training and the measuring pass keep
+        the codes sparse)."""
+        return self.codes(self.pre(x), train).dense()
+
+    def decode_codes(self, c: Codes) -> torch.Tensor:
+        """Sparse codes -> (n, C) reconstruction in normalized units: the sum of each sample's active rows of W_dec
+        (nnz x C work instead of n x K x C)."""
+        out = torch.zeros(c.n, self.w_dec.shape[1], device=self.w_dec.device, dtype=self.w_dec.dtype)
+        return out.index_add(0, c.rows, c.vals[:, None] * self.w_dec[c.cols]) + self.b_dec
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(n, K) codes -> (n, C) reconstruction in the raw units of the layer."""
+        """(n, K) dense codes -> (n, C) reconstruction in the raw units of the layer."""
         return (z @ self.w_dec + self.b_dec) * self.scale
 
     @torch.no_grad()
@@ -87,10 +122,12 @@ class SparseAutoencoder(nn.Module):
         """The training loss on a minibatch x (n, C), in normalized units, and what to log: normalized MSE
         (||x - x^||^2 / ||x - mean||^2) and L0. `dead` (K,) bool: features that get the AuxK loss."""
         xs = x / self.scale
-        z_pre = self.pre(x)
-        z = self.sparsify(z_pre, train=True)
-        rec = z @ self.w_dec + self.b_dec  # (n, C), normalized units
-        err = xs - rec
+        xc = xs - self.b_dec  # (n, C)
+        with torch.no_grad():  # which features are active: one dense product, no graph
+            z_pre = xc @ self.w_enc + self.b_enc  # (n, K)
+        c = self.codes(z_pre, train=True)
+        c = self._with_grad(xc, c, relu=True)
+        err = xs - self.decode_codes(c)  # (n, C), normalized units
         mse = err.pow(2).sum(1).mean()
         var = (xs - xs.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
         total = mse
@@ -99,11 +136,20 @@ class SparseAutoencoder(nn.Module):
             k_aux = min(int(dead.sum()), max(1, x.shape[1] // 2))  # Gao: k_aux = d_model / 2
             zd = torch.where(dead, z_pre, z_pre.new_full((), -torch.inf)).relu()
             vals, idx = zd.topk(k_aux, dim=1)
-            e_hat = torch.zeros_like(zd).scatter(1, idx, vals) @ self.w_dec
-            aux = (err.detach() - e_hat).pow(2).sum(1).mean() / err.detach().pow(2).sum(1).mean().clamp_min(1e-12)
+            rows = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(idx).reshape(-1)
+            e = err.detach()
+            dc = self._with_grad(xc, Codes(x.shape[0], zd.shape[1], rows, idx.reshape(-1), vals.reshape(-1)), True)
+            e_hat = self.decode_codes(dc) - self.b_dec
+            aux = (e - e_hat).pow(2).sum(1).mean() / e.pow(2).sum(1).mean().clamp_min(1e-12)
             total = total + AUX_COEF * aux
-        return total, {"nmse": float(mse.detach() / var), "l0": float((z > 0).sum(1).float().mean()),
-                       "aux": float(aux.detach()), "codes": z.detach()}
+        return total, {"nmse": float(mse.detach() / var), "l0": float((c.vals > 0).sum()) / x.shape[0],
+                       "aux": float(aux.detach()), "codes": c.detached()}
+
+    def _with_grad(self, xc: torch.Tensor, c: Codes, relu: bool) -> Codes:
+        """The active pre-activations recomputed with their gradient, from the centred input xc (n, C): nnz dot
+        products, so the backward pass is sparse too (the dense (n, K) product ran without a graph)."""
+        v = (xc[c.rows] * self.w_enc.T[c.cols]).sum(1) + self.b_enc[c.cols]
+        return Codes(c.n, c.features, c.rows, c.cols, v.relu() if relu else v)
 
     @torch.no_grad()
     def remove_parallel_grad(self) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .sae import SparseAutoencoder
+from .sae import Codes, SparseAutoencoder
 
 
 class FeatureStats:
@@ -29,18 +29,20 @@ class FeatureStats:
         self.last = torch.full((features,), -1, dtype=torch.int64)  # sample index of the last firing (-1: never)
         self.n = 0
 
-    def update(self, z: torch.Tensor) -> None:
-        """z (n, K) codes of n consecutive samples (on any device; the sums stay on z's device)."""
-        z = z.detach()
-        if self.count.device != z.device:
-            self.count, self.total, self.last = (t.to(z.device) for t in (self.count, self.total, self.last))
-        fired = z > 0
-        self.count += fired.sum(0, dtype=torch.float64)
-        self.total += z.sum(0, dtype=torch.float64)
-        # index of the last sample of this batch where each feature fired (-1: none)
-        last_in = z.shape[0] - 1 - fired.flip(0).to(torch.uint8).argmax(0)  # (K,) (argmax: the first maximum)
-        self.last = torch.where(fired.any(0), self.n + last_in, self.last)
-        self.n += z.shape[0]
+    def update(self, z: torch.Tensor | Codes) -> None:
+        """Codes of n consecutive samples: sparse `Codes` or a dense (n, K) tensor (on any device; the sums stay
+        there)."""
+        c = z if isinstance(z, Codes) else Codes.from_dense(z.detach())
+        dev = c.vals.device
+        if self.count.device != dev:
+            self.count, self.total, self.last = (t.to(dev) for t in (self.count, self.total, self.last))
+        on = c.vals > 0
+        cols, rows, vals = c.cols[on], c.rows[on], c.vals[on].detach()
+        k = self.count.shape[0]
+        self.count += torch.bincount(cols, minlength=k).to(torch.float64)
+        self.total += torch.bincount(cols, weights=vals.to(torch.float64), minlength=k)
+        self.last.scatter_reduce_(0, cols, self.n + rows, reduce="amax")  # the last sample each feature fired on
+        self.n += c.n
 
     def dead(self) -> torch.Tensor:
         """(K,) bool: no firing on the last `window` samples (or on all of them, when fewer were seen)."""
@@ -85,16 +87,17 @@ class SAEMeasure:
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         x = x.to(self.sae.w_dec.device, torch.float32)
-        z = self.sae.encode(x)
-        xh = self.sae.decode(z)
+        c = self.sae.codes(self.sae.pre(x))
+        xh = self.sae.decode_codes(c) * self.sae.scale
         xd = x.double()
         self.sx = xd.sum(0).cpu() if self.sx is None else self.sx + xd.sum(0).cpu()
         self.sxx += float((xd * xd).sum())
         self.sse += float((xd - xh.double()).pow(2).sum())
-        self.l0 += float((z > 0).sum())
+        self.l0 += float((c.vals > 0).sum())
         self.n += x.shape[0]
-        self.usage += (z * self.sae.scale).pow(2).sum(0, dtype=torch.float64).cpu()  # rows have unit norm
-        self.stats.update(z)
+        w = (c.vals.double() * float(self.sae.scale)).pow(2)  # rows have unit norm
+        self.usage += torch.bincount(c.cols, weights=w, minlength=self.usage.shape[0]).cpu()
+        self.stats.update(c)
 
     def result(self) -> dict:
         mean = self.sx / max(1, self.n) if self.sx is not None else torch.zeros(1, dtype=torch.float64)
