@@ -44,7 +44,7 @@ def train(x: torch.Tensor, s: SAESettings, epochs: int = 2, chunk: int = 500) ->
 
 @pytest.mark.parametrize("batchtopk", [False, True])
 def test_sae_recovers_the_planted_dictionary(batchtopk):
-    x, d, _z = planted()
+    x, d, _z = planted(n=40000)
     tr = train(x, SAESettings(features=96, topk=3, batchtopk=batchtopk, batch=256, buffer=4096, lr=1e-2,
                               dead_window=5000))
     w = tr.sae.w_dec.detach()
@@ -88,9 +88,9 @@ def test_sae_statistics_on_planted_data_count_the_firings():
 
 def test_bad_settings_are_refused():
     with pytest.raises(FvError, match="--topk 9"):
-        SAESettings(features=8, topk=9).check(4)
+        SAESettings(features=8, topk=9).check()
     with pytest.raises(FvError, match="buffer"):
-        SAESettings(features=8, topk=2, batch=64, buffer=32).check(4)
+        SAESettings(features=8, topk=2, batch=64, buffer=32).check()
 
 
 @pytest.fixture(scope="module")

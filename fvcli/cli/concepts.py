@@ -69,7 +69,7 @@ def concepts_cmd(
     sae = SAESettings(features=k, topk=topk, batchtopk=method == "batchtopk", batch=sae_batch, lr=lr,
                       buffer=max(buffer, sae_batch), epochs=epochs, seed=seed) if method in SAE_METHODS else None
     if sae is not None:
-        sae.check(0)
+        sae.check()
     rec = load_recipe(recipe, set_ or [], {"model.name": model, "model.weights": weights, "render.device": device})
     folder = list_images(images_dir, limit=limit, sample=sample, seed=seed)
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)

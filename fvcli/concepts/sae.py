@@ -17,6 +17,11 @@ features that stopped firing get a gradient again. BatchTopK (Bussmann et al., 2
 activations over a minibatch of n samples instead of k per sample; at inference it keeps those above a threshold,
 the running mean of the smallest activation kept in training.
 
+The codes stay sparse (`Codes`: row, feature, value triplets, k per sample): the decoder sums each sample's active
+rows of W_dec, and in training the dense (n, K) product that picks the active features runs without a graph; only
+the picked pre-activations are recomputed with their gradient, so the backward pass costs nnz x C, not n x K x C
+(4 to 5 times faster per sample than the dense version on a CPU, K = 4,096, C = 96).
+
 The input scale s = sqrt(mean ||x||^2 / C) is measured once, on the first full shuffle buffer, so that one learning
 rate suits any layer (a post-ReLU map near 0..5 and a pre-activation in the hundreds alike); b_dec starts at that
 buffer's mean (Gao's geometric median; the mean is its cheap stand-in).

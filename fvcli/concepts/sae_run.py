@@ -98,7 +98,7 @@ def run_sae(model: LoadedModel, layer: str, folder: ImageFolder, settings: SAESe
     """Train an SAE on `layer` over `folder` (see the module docstring); the decoder's rows (K, C) are the result."""
     info = model.layer(layer)
     size = size or model.native_size
-    settings.check(info.channels)
+    settings.check()
     trainer = SAETrainer(settings, info.channels, model.device)
     ident = _identity(model, info.name, folder, settings, size, batch_size, max_positions)
     epoch0, batch0, done = 0, 0, False

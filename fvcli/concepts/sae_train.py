@@ -41,7 +41,7 @@ class SAESettings:
     dead_window: int = 1_000_000  # a feature is dead after this many samples without firing
     seed: int = 0
 
-    def check(self, channels: int) -> None:
+    def check(self) -> None:
         if self.features < 1:
             raise FvError(f"bad --k {self.features}: expected at least 1 feature")
         if not 1 <= self.topk <= self.features:
@@ -52,7 +52,6 @@ class SAESettings:
             raise FvError(f"bad --epochs {self.epochs}: expected 1 or more")
         if not self.lr > 0:
             raise FvError(f"bad --lr {self.lr}: expected a number > 0")
-        del channels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,7 +101,7 @@ class ShuffleBuffer:
 
 class SAETrainer:
     def __init__(self, s: SAESettings, channels: int, device: torch.device | str = "cpu") -> None:
-        s.check(channels)
+        s.check()
         self.s = s
         self.device = torch.device(device)
         self.sae = SparseAutoencoder(channels, s.features, s.topk, s.batchtopk, s.seed).to(self.device)
