@@ -70,6 +70,9 @@ def concepts_cmd(
                       buffer=max(buffer, sae_batch), epochs=epochs, seed=seed) if method in SAE_METHODS else None
     if sae is not None:
         sae.check()
+    elif checkpoint is not None:
+        raise FvError(f"--checkpoint is for --method {' or '.join(SAE_METHODS)} (their training resumes); "
+                      f"--method {method} runs in one go")
     rec = load_recipe(recipe, set_ or [], {"model.name": model, "model.weights": weights, "render.device": device})
     folder = list_images(images_dir, limit=limit, sample=sample, seed=seed)
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)

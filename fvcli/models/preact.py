@@ -22,11 +22,15 @@ non-negative on the probe's random image, the sign of a hidden functional ReLU).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .layers import RedirectedReLU
+
+if TYPE_CHECKING:
+    from . import LoadedModel
 
 RELU_TYPES = (nn.ReLU, nn.ReLU6, RedirectedReLU)
 PRE_RELU_SUFFIX = "_pre_relu"
@@ -44,15 +48,15 @@ class _Stop(Exception):
     pass
 
 
-def pre_activation(model, layer: str) -> PreActivation:
-    """The layer a negative of a unit on `layer` minimizes (see the module docstring). `model` a LoadedModel."""
+def pre_activation(model: LoadedModel, layer: str) -> PreActivation:
+    """The layer a negative of a unit on `layer` minimizes (see the module docstring)."""
     cache = model.extra.setdefault("pre_activation", {})
     if layer not in cache:
         cache[layer] = _find(model, layer)
     return cache[layer]
 
 
-def _find(model, layer: str) -> PreActivation:
+def _find(model: LoadedModel, layer: str) -> PreActivation:
     info = model.layer(layer)
     named = model.catalog.get(layer + PRE_RELU_SUFFIX)
     if named is not None and not named.problem and named.channels == info.channels:
