@@ -161,6 +161,8 @@ def test_fv_concepts_sae_end_to_end(demo, folder, tmp_path, cli):
 
     units = dictionary_units(demo, "block3", str(out), "0-3")  # what `fv sweep --directions` reads
     assert [u.channel for u in units] == [0, 1, 2, 3]
+    r0 = fvcli.render(demo, f"block3:dir={out}#0-1", steps=4, size=32, device="cpu")  # the stats reach the records
+    assert [rec["row_stats"]["frequency"] for rec in r0.records] == pytest.approx(st["frequency"][:2], rel=1e-5)
     bad = cli("concepts", str(folder), "block3", "--method", "pca", "--k", "4", "--model", "demo", "-o",
               str(tmp_path / "p.npy"), "--checkpoint", str(tmp_path / "c.ckpt"))
     assert bad.exit_code == 2 and "--checkpoint is for --method sae or batchtopk" in bad.output

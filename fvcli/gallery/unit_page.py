@@ -99,6 +99,7 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
     curve = curve_svg(rec.get("scores") or {}, REDIRECT_STEPS)
     sweep = rec.get("sweep") or {}
     fields = [("unit", rec.get("unit")), ("objective", rec.get("objective")), ("class", rec.get("class_label")),
+              ("row statistics", rec.get("row_stats") or None),
               ("final score", rec.get("final_score")), ("scores by step", rec.get("scores")),
               ("seed", rec.get("seed")), ("size", rec.get("size")),
               ("steps", (rec.get("recipe") or {}).get("render", {}).get("steps")),
