@@ -130,3 +130,15 @@ def test_unit_page_shows_a_flat_picture_as_a_flag(tmp_path):
     html = _variant(tmp_path, "b-neg.png", "negative")
     assert "flat" in html and "moved by 0" in html and "<img" not in html and "on b.conv" in html
     assert "<img" in _variant(tmp_path, "b-div0.png", "facet 0")
+
+
+def test_a_negative_made_before_pre_activations_is_made_again(demo, tmp_path):
+    from fvcli.runner.variants import expand
+    from fvcli.sweep.extras import _variant_done
+
+    v = expand(parse_unit_arg("block3:1", demo), negative=True)[0]
+    (tmp_path / f"{v.key}.png").write_bytes(b"png")
+    (tmp_path / f"{v.key}.json").write_text(json.dumps({"seed": 7, "facets": 1}))  # an old record
+    assert not _variant_done(tmp_path, v, 7, 1)
+    (tmp_path / f"{v.key}.json").write_text(json.dumps({"seed": 7, "facets": 1, "negative_layer": "block3.conv"}))
+    assert _variant_done(tmp_path, v, 7, 1)
