@@ -84,6 +84,8 @@ def test_resnet_block_pre_activation_is_the_input_of_its_shared_relus_last_call(
     with torch.no_grad(), Capture(m, [pa.name]) as cap:  # alone: truncated at the ReLU, the same values
         assert torch.equal(cap(m.preprocess.apply(x))[pa.name], pre)
     assert pre_activation(m, "relu").name == "bn1"  # the stem: a catalogued module makes the ReLU's input
+    again = pre_activation(m, "layer3_pre_relu")  # a pre-activation is its own: not the ReLU's first call's input
+    assert (again.found, again.name) == (False, "layer3_pre_relu")
     rec = tiny_recipe(steps=12, size=64)
     res = render_variants(m, rec, parse_unit_arg("layer3:7", m), None, negative=True)
     r = res["items"][0]["record"]  # random weights, 12 steps: whether it moved is not the point; the record is

@@ -58,6 +58,8 @@ def pre_activation(model: LoadedModel, layer: str) -> PreActivation:
 
 def _find(model: LoadedModel, layer: str) -> PreActivation:
     info = model.layer(layer)
+    if info.hook == "input":  # a pre-activation found here earlier: nothing floors it
+        return PreActivation(layer, layer, False, "a pre-activation itself (the input of a ReLU): minimized as is")
     named = model.catalog.get(layer + PRE_RELU_SUFFIX)
     if named is not None and not named.problem and named.channels == info.channels:
         return PreActivation(layer, named.name, True, f"the model's own pre-ReLU layer {named.name}")
