@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--make-only", action="store_true")
+    ap.add_argument("--extra", default="", help="more `fv concepts` options, e.g. '--topk 16 --epochs 1' for --method sae")
     args = ap.parse_args()
 
     have = sum(1 for _ in args.folder.rglob("*.jpg")) if args.folder.is_dir() else 0
@@ -71,7 +72,7 @@ def main() -> None:
     out = args.out or args.folder.parent / f"{args.folder.name}-{args.method}{args.k}.npy"
     cmd = [sys.executable, "-m", "fvcli", "concepts", str(args.folder), args.layer, "--k", str(args.k),
            "--method", args.method, "--sample", str(args.images), "-o", str(out), "--threads", str(args.threads),
-           "-j", str(args.workers), "-b", str(args.batch_size), "--quiet"]
+           "-j", str(args.workers), "-b", str(args.batch_size), "--quiet", *args.extra.split()]
     cmd += ["--model", "demo"] if args.recipe == "demo" else ["--recipe", args.recipe]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     t0 = time.perf_counter()

@@ -114,14 +114,21 @@ def run_concepts(model: LoadedModel, layer: str, folder: ImageFolder, k: int, me
 
 
 def concept_names(res: ConceptsResult) -> list[str]:
-    """`nmf 0 (21.4%)`: the method, the row and its share of the reconstruction."""
+    """`nmf 0 (21.4%)`: the method, the row and its share of the reconstruction; an SAE's features by how often
+    they fire: `sae 12 (fires 1.3%)`, `sae 40 (dead)`."""
+    stats = res.report.get("feature_stats")
+    if stats:
+        dead = set(stats["dead"])
+        return [f"{res.report['method']} {i} " + ("(dead)" if i in dead else f"(fires {100 * f:.2g}%)")
+                for i, f in enumerate(stats["frequency"])]
     shares = res.report.get("share_per_concept") or []
     return [f"{res.report['method']} {i}" + (f" ({100 * shares[i]:.1f}%)" if i < len(shares) else "")
             for i in range(res.dictionary.shape[0])]
 
 
 def write_concepts(out: Path, res: ConceptsResult) -> dict[str, Path]:
-    """OUT.npy (K, C) float32, OUT.json (the report) and OUT.names.txt; returns their paths."""
+    """OUT.npy (K, C) float32, OUT.json (the report) and OUT.names.txt (and, for an SAE, OUT.curve.json: the training
+    curve); returns their paths."""
     out = Path(out)
     if out.suffix != ".npy":
         raise FvError(f"bad output {out}: the dictionary is written as a .npy file, e.g. -o concepts.npy")
@@ -132,5 +139,12 @@ def write_concepts(out: Path, res: ConceptsResult) -> dict[str, Path]:
     atomic_write_bytes(out, buf.getvalue())
     js, names = out.with_suffix(".json"), out.with_name(out.stem + ".names.txt")
     atomic_write_bytes(names, ("\n".join(concept_names(res)) + "\n").encode())
-    atomic_write_json(js, {**res.report, "dictionary": out.name, "names": names.name})
-    return {"npy": out, "json": js, "names": names}
+    report = dict(res.report)
+    files = {"npy": out, "json": js, "names": names}
+    curve = report.pop("curve", None)
+    if curve is not None:
+        files["curve"] = out.with_name(out.stem + ".curve.json")
+        atomic_write_json(files["curve"], {"layer": report["layer"], "method": report["method"], **curve})
+        report["curve"] = files["curve"].name
+    atomic_write_json(js, {**report, "dictionary": out.name, "names": names.name})
+    return files

@@ -30,6 +30,7 @@ background:#c33;color:#fff;padding:0 3px;border-radius:2px}
 .tools input[type=number]{width:6em}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}figure img{width:224px;height:auto;display:block}
 figure.small img{width:112px}figcaption{font-size:12px;color:#555}
+figure.flat{width:112px}.flatflag{width:112px;height:112px;margin:0;display:flex;align-items:center;justify-content:center;background:#f3f3f3;color:#a33}
 .examples img{width:auto;max-width:100%%}
 .ex{display:inline-block;margin:0 8px 8px 0;font-size:11px;color:#555;vertical-align:top}
 .ex .whole{position:relative;display:inline-block;width:96px;height:96px;background:#eee;vertical-align:top}

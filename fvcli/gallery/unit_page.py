@@ -37,6 +37,22 @@ def _fig(src: str, label: str, cls: str = "") -> str:
             f"alt=\"{e(label)}\"></a><figcaption>{e(label)}</figcaption></figure>")
 
 
+def _variant(d: Path, png: str, label: str) -> str:
+    """A facet's or negative's figure; a flat one (its record says its objective did not move from the initial
+    noise, fvcli/runner/flat.py) is shown as a flag with the reason and a link, not as a result."""
+    try:
+        rec = json.loads((d / png).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        rec = {}
+    if rec.get("negative_layer") and rec.get("negative_layer") != rec.get("layer"):
+        label += f", on {rec['negative_layer']}"
+    if not rec.get("flat"):
+        return _fig(png, label, "small")
+    return (f"<figure class=\"small flat\"><p class=\"flatflag\"><strong>flat</strong>: not a result</p>"
+            f"<figcaption>{e(label)}: {e(rec.get('flat_reason') or '')} (<a href=\"{u(png)}\">picture</a>)"
+            f"</figcaption></figure>")
+
+
 def _examples(ex: dict, end: str) -> str:
     items = []
     for x in ex.get(end) or []:
@@ -64,9 +80,9 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
     extras = []
     if facts.get("facets"):
         extras.append("<h2>diversity facets</h2>" + "".join(
-            _fig(p, f"facet {i}", "small") for i, p in enumerate(facts["facets"])))
+            _variant(d, p, f"facet {i}") for i, p in enumerate(facts["facets"])))
     if facts.get("negative"):
-        extras.append("<h2>negative</h2>" + _fig(facts["negative"], "negative (minimizes the objective)", "small"))
+        extras.append("<h2>negative</h2>" + _variant(d, facts["negative"], "negative (minimizes the objective)"))
     if facts.get("examples_json"):
         ex = example_media(d, facts["examples_json"])
         extras.append(f"<h2>dataset examples</h2><p class=\"keys\">score: {e(ex.get('score'))}; box: the receptive field "
@@ -85,6 +101,7 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
     curve = curve_svg(rec.get("scores") or {}, REDIRECT_STEPS)
     sweep = rec.get("sweep") or {}
     fields = [("unit", rec.get("unit")), ("objective", rec.get("objective")), ("class", rec.get("class_label")),
+              ("row statistics", rec.get("row_stats") or None),
               ("final score", rec.get("final_score")), ("scores by step", rec.get("scores")),
               ("seed", rec.get("seed")), ("size", rec.get("size")),
               ("steps", (rec.get("recipe") or {}).get("render", {}).get("steps")),

@@ -103,29 +103,44 @@ class Capture:
         self.infos = {name: model.layer(name) for name in self.layers}  # validates (and refuses undecided layouts)
         self.truncate = truncate
         self._acts: dict[str, torch.Tensor] = {}
-        self._seen: set[str] = set()
+        self._seen: set[tuple] = set()
+        self._calls: dict[tuple, int] = {}
         self._handles: list = []
         self._in_hw: tuple[int, int] = (model.native_size, model.native_size)
 
     def __enter__(self) -> Capture:
         modules = dict(self.model.net.named_modules())
-        by_path: dict[str, list[str]] = {}
+        by_site: dict[tuple[str, str, int], list[str]] = {}  # (path, output | input, call) -> layer names
         for name in self.layers:
-            by_path.setdefault(self.infos[name].path, []).append(name)
-        need = len(by_path)
+            i = self.infos[name]
+            by_site.setdefault((i.path, i.hook, i.call if i.hook == "input" else 0), []).append(name)
+        need = len(by_site)
 
-        for path, names in by_path.items():
-            def hook(_m, _inp, out, names=names, path=path):
-                for n in names:
-                    grid, prefix = channel_first(out, self.infos[n], self._in_hw, self.model.native_size)
-                    self._acts[n] = grid
-                    if prefix is not None:
-                        self._acts[prefix_key(n)] = prefix
-                self._seen.add(path)
-                if self.truncate and len(self._seen) >= need:
-                    raise _Truncate
+        def keep(value: torch.Tensor, names: list[str], site: tuple) -> None:
+            for n in names:
+                grid, prefix = channel_first(value, self.infos[n], self._in_hw, self.model.native_size)
+                self._acts[n] = grid
+                if prefix is not None:
+                    self._acts[prefix_key(n)] = prefix
+            self._seen.add(site)
+            if self.truncate and len(self._seen) >= need:
+                raise _Truncate
 
-            self._handles.append(modules[path].register_forward_hook(hook))
+        for site, names in by_site.items():
+            path, kind, call = site
+            if kind == "input":  # a pre-activation (models/preact.py): the input of the call-th call
+                def pre_hook(_m, inp, names=names, site=site, call=call):
+                    k = self._calls.get(site, 0)
+                    self._calls[site] = k + 1
+                    if k == call:
+                        keep(inp[0].clone(), names, site)  # clone: an in-place ReLU would overwrite it
+
+                self._handles.append(modules[path].register_forward_pre_hook(pre_hook))
+            else:
+                def hook(_m, _inp, out, names=names, site=site):
+                    keep(out, names, site)
+
+                self._handles.append(modules[path].register_forward_hook(hook))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,7 +150,8 @@ class Capture:
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         self._acts = {}
-        self._seen: set[str] = set()
+        self._seen: set[tuple] = set()
+        self._calls: dict[tuple, int] = {}
         x = fit_input(self.model, x)
         self._in_hw = (int(x.shape[-2]), int(x.shape[-1]))
         try:

@@ -71,6 +71,8 @@ class LayerInfo:
     prefix: int = 0  # tokens: prefix tokens (class, distillation, registers) before the patch grid
     shape: tuple[int, ...] = ()  # the raw output shape at the native size, batch 1
     problem: str = ""  # why the layout could not be decided
+    hook: str = "output"  # "input": the tensor is the module's input at its `call`-th call (a pre-activation)
+    call: int = 0  # which call of the module, 0-based, for hook="input" (a ReLU shared inside a ResNet block)
 
     def describe(self) -> str:
         """`nhwc 96 @ 56x56`, `tokens 768 @ 14x14 + 1 prefix`, `vector 1000`, or `? (1, 50, 50, 50)`."""

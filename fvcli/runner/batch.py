@@ -223,6 +223,7 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
         "class_label": (model.label(unit.channel) if unit.kind in ("logit", "prob")
                         else unit.row_name(model) if unit.kind == "direction" else None),
         **({"dictionary": unit.source.to_dict()} if getattr(unit, "source", None) is not None else {}),
+        **({"row_stats": unit.row_stats(model)} if unit.kind == "direction" and hasattr(unit, "row_stats") else {}),
         "objective": objective.describe(),
         "model": model.name,
         "weights": model.weights_source,

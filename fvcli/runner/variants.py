@@ -14,6 +14,11 @@ Seeds: a variant's seed is `unit_seed(recipe, model, unit, tag)` with tag '' for
 image `fv render KEY` makes), 'neg', 'div<i>', 'neg-div<i>'. Facets of one group must share a batch (they are
 coupled); everything else is per image, so a variant's picture does not depend on its batch-mates.
 
+A negative of a channel, a neuron or a dictionary row minimizes the layer's pre-activation when the layer's output is
+a ReLU's (models/preact.py: after a ReLU the minimum, 0, is everywhere and the picture stays gray); its record says
+which layer (`negative_layer`) and how it was found or why not (`negative_note`). Every variant's record also says
+whether its objective moved from its initial noise (`flat`, `flat_reason`, `movement`: fvcli/runner/flat.py).
+
 Default diversity layer: the unit's own layer (lucid's notebooks pair channel mixed5a_pre_relu:9 with
 diversity("mixed5a"), the same layer after its ReLU); for a layer without positions (logits), the deepest main
 layer before it. Default weight 1e2, lucid's notebooks' value, on the same scale (see `Diversity`).
@@ -32,6 +37,7 @@ import torch
 
 from ..errors import FvError, FvRuntimeError
 from ..models import Capture, LoadedModel
+from ..models.preact import PreActivation, pre_activation
 from ..optvis.coupled_objectives import Diversity, gram_cosines
 from ..optvis.loop import NumericalFault, derive_seed, render_batch
 from ..optvis.objectives import Objective, PerImage
@@ -39,6 +45,7 @@ from ..optvis.penalties import regularizers
 from ..outputs import atomic_write_json, grid, save_png, to_uint8
 from ..recipe import Recipe
 from ..units.unit import Unit
+from .flat import movement
 from .batch import (
     MAX_RETRIES,
     BatchResult,
@@ -51,6 +58,7 @@ from .batch import (
 log = logging.getLogger(__name__)
 
 DIVERSITY_WEIGHT = 1e2  # lucid notebooks (neuron_diversity.ipynb): channel - 1e2 * diversity
+PREACT_KINDS = ("channel", "neuron", "direction")  # units whose objective reads one layer's channels
 
 
 def main_layer_before(model: LoadedModel, layer: str, inclusive: bool = False, spatial: bool = False) -> str:
@@ -114,6 +122,9 @@ class Variant:
     def row_name(self, model: LoadedModel) -> str | None:
         return self.base.row_name(model) if hasattr(self.base, "row_name") else None
 
+    def row_stats(self, model: LoadedModel) -> dict[str, float]:
+        return self.base.row_stats(model) if hasattr(self.base, "row_stats") else {}
+
     @property
     def x(self) -> int | None:
         return self.base.x
@@ -135,8 +146,21 @@ class Variant:
         """Facets of the same unit and sign form one diversity group."""
         return None if self.facet is None else (self.base.key, self.sign)
 
+    def negative_target(self, model: LoadedModel) -> PreActivation | None:
+        """A negative's layer: the pre-activation of a channel's, neuron's or row's layer (None: not a negative)."""
+        if self.sign >= 0:
+            return None
+        if getattr(self.base, "kind", None) not in PREACT_KINDS:
+            return PreActivation(self.base.layer, self.base.layer, False,
+                                 f"a {self.base.kind} unit: its own objective is minimized")
+        return pre_activation(model, self.base.layer)
+
     def objective(self, model: LoadedModel) -> Objective:
-        o = self.base.objective(model)
+        base = self.base
+        target = self.negative_target(model)
+        if target is not None and target.found and target.name != base.layer:
+            base = replace(base, layer=target.name)
+        o = base.objective(model)
         return -o if self.sign < 0 else o
 
 
@@ -184,6 +208,7 @@ class VariantBatch(BatchResult):
     gram_cosine: list[float | None] = field(default_factory=list)  # facets: mean cosine to the group's others
     diversity_layers: list[str | None] = field(default_factory=list)
     diversity_weight: float = 0.0
+    movement: list[dict] = field(default_factory=list)  # did each picture move (fvcli/runner/flat.py)
 
 
 def diversity_term(model: LoadedModel, variants: Sequence[Variant], weight: float,
@@ -226,6 +251,8 @@ def run_variant_batch(model: LoadedModel, recipe: Recipe, variants: Sequence[Var
     joint: Objective = PerImage(tuple(objs)) if div is None else PerImage(tuple(objs)) + div
     seeds = [unit_seed(recipe, model, v.base, v.seed_tag) for v in variants]
     settings = recipe.loop_settings()
+    asked = settings.thresholds
+    settings = replace(settings, thresholds=tuple(sorted({0, *asked})))  # the initial images, to measure movement
     faults: list[list[dict]] = [[] for _ in variants]
     t0 = time.perf_counter()
     for attempt in range(MAX_RETRIES + 1):
@@ -244,11 +271,15 @@ def run_variant_batch(model: LoadedModel, recipe: Recipe, variants: Sequence[Var
                 faults[b].append({"attempt": attempt + 1, "step": fault.step, "what": fault.what,
                                   "images": list(fault.images), "seed": seeds[b], "lr": settings.lr})
     seconds = time.perf_counter() - t0
+    moved = movement(model, base_objs, [v.group for v in variants], snaps[0].images, snaps[-1].images)
+    if 0 not in asked and len(snaps) > 1:
+        snaps = snaps[1:]
     described = [o if l is None or div is None else o + diversity_weight * Diversity(l)
                  for o, l in zip(objs, div_layers)]
     act, cos = measure(model, variants, base_objs, div_layers, snaps[-1].images)
     return VariantBatch(list(variants), seeds, snaps, seconds, described, faults, activation=act, gram_cosine=cos,
-                        diversity_layers=div_layers, diversity_weight=diversity_weight if div is not None else 0.0)
+                        diversity_layers=div_layers, diversity_weight=diversity_weight if div is not None else 0.0,
+                        movement=moved)
 
 
 def measure(model: LoadedModel, variants: Sequence[Variant], objectives: Sequence[Objective],
@@ -288,6 +319,13 @@ def variant_record(model: LoadedModel, recipe: Recipe, res: VariantBatch, b: int
                                                    "gram_cosine": res.gram_cosine[b]},
         "activation": res.activation[b],
     })
+    target = v.negative_target(model)
+    if target is not None:
+        rec.update({"negative_layer": target.name, "negative_note": target.note})
+    if res.movement:
+        m = res.movement[b]
+        rec.update({"flat": m["flat"], "flat_reason": m["flat_reason"],
+                    "movement": {k: m[k] for k in ("initial", "final", "gain", "noise_spread", "margin")}})
     return rec
 
 

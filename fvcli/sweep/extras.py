@@ -54,8 +54,9 @@ def done_units(out: Path) -> list[Unit]:
 
 def _variant_done(d: Path, v, seed: int, facets: int) -> bool:
     rec = read_json(d / f"{v.key}.json")
+    # a negative rendered before negatives minimized the pre-activation (no `negative_layer`) is made again
     return (rec is not None and rec.get("seed") == seed and (rec.get("facets") or 1) == facets
-            and (d / f"{v.key}.png").is_file())
+            and (v.sign > 0 or "negative_layer" in rec) and (d / f"{v.key}.png").is_file())
 
 
 def render_extra(model: LoadedModel, recipe: Recipe, out: Path, units: Sequence[Unit], kind: str, *,

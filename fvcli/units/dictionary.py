@@ -16,10 +16,17 @@ Files (the matrix is read once per file and content, `load_dictionary` caches by
 A matrix stored `(C, D)` (e.g. an SAE decoder's weight, whose columns are the features) is transposed when only its
 first axis matches the layer's width. Row names: FILE's stem + `.names.txt` beside it (one name per row), or given.
 A width that does not match the layer, a non-finite or a zero row is a one-line FvError naming file, row and width.
+
+Per-row statistics travel with the rows when the file has them: a state dict's 1-D tensors of one value per row
+named like an SAE trainer's (`feature_frequency`, `frequency`, `sparsity`, `feature_sparsity`,
+`log_feature_sparsity` (log10 of the firing frequency, SAELens), `mean_activation`, `mean_when_firing`), or, beside
+a `.npy` written by `fv concepts --method sae`, FILE's stem + `.json` with its `feature_stats`. A unit's record
+carries its row's values (`row_stats`).
 """
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +40,8 @@ from ..models.weights import file_sha256
 
 MAX_ROWS = 1_000_000
 TENSOR_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+STAT_KEYS = ("feature_frequency", "frequency", "sparsity", "feature_sparsity", "log_feature_sparsity",
+             "mean_activation", "mean_when_firing")
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Dictionary:
     source: DictSource
     matrix: torch.Tensor  # (D, C) float64
     names: tuple[str, ...] | None
+    stats: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (name, one value per row) read beside the matrix
 
     @property
     def rows(self) -> int:
@@ -79,6 +89,10 @@ class Dictionary:
 
     def name(self, row: int) -> str | None:
         return self.names[row] if self.names else None
+
+    def row_stats(self, row: int) -> dict[str, float]:
+        """The statistics of one row ({} when the file has none)."""
+        return {k: v[row] for k, v in self.stats}
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -105,7 +119,56 @@ def open_source(spec: str, base_dir: str | Path | None = None, cossim: float = 0
     return DictSource(str(p.resolve()), key, file_sha256(p), float(cossim), str(Path(names).resolve()) if names else None)
 
 
-def _read_matrix(src: DictSource) -> torch.Tensor:
+def _stats_of(obj: dict, key: str | None) -> dict[str, torch.Tensor]:
+    """1-D statistics tensors of a state dict (beside `key`'s module, e.g. `sae.feature_frequency` for
+    `sae.W_dec`, or at the top level)."""
+    parts = key.split(".")[:-1] if key else []
+    prefixes = [".".join(parts[:i]) + "." for i in range(len(parts), 0, -1)] + [""]  # deepest module first
+    out = {}
+    for name in STAT_KEYS:
+        for k in (p + name for p in prefixes):
+            v = obj.get(k)
+            if isinstance(v, torch.Tensor) and v.dim() == 1:
+                out[name] = v.detach().to(torch.float64)
+                break
+    return out
+
+
+def _sidecar_stats(p: Path) -> dict[str, torch.Tensor]:
+    """`fv concepts --method sae`'s FILE.json beside FILE.npy: its per-feature statistics."""
+    side = p.with_suffix(".json")
+    try:
+        st = json.loads(side.read_text(encoding="utf-8")).get("feature_stats") if side.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(st, dict):
+        return {}
+    out = {k: torch.tensor(st[k], dtype=torch.float64) for k in ("frequency", "mean_when_firing")
+           if isinstance(st.get(k), list) and all(isinstance(v, (int, float)) for v in st[k])}
+    if out and isinstance(st.get("dead"), list):
+        n = len(next(iter(out.values())))
+        dead = torch.zeros(n, dtype=torch.float64)
+        idx = [i for i in st["dead"] if isinstance(i, int) and 0 <= i < n]
+        dead[idx] = 1.0
+        out["dead"] = dead
+    return out
+
+
+def _read(src: DictSource) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The matrix, and the per-row statistics found with it."""
+    p = Path(src.path)
+    if p.suffix == ".npy":
+        return _read_matrix(src), _sidecar_stats(p)
+    if p.suffix not in TENSOR_SUFFIXES:
+        return _read_matrix(src), {}
+    obj = load_file(p, "dictionary file")
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    stats = _stats_of(obj, src.key) if isinstance(obj, dict) else {}
+    return _read_matrix(src, obj), stats
+
+
+def _read_matrix(src: DictSource, loaded: object = None) -> torch.Tensor:
     p = Path(src.path)
     if p.suffix == ".npy":
         try:
@@ -116,7 +179,8 @@ def _read_matrix(src: DictSource) -> torch.Tensor:
             raise FvError(f"dictionary file {p} must hold a numeric array, not {arr.dtype}")
         return torch.from_numpy(arr.astype(np.float64))
     if p.suffix in TENSOR_SUFFIXES:
-        obj: object = load_file(p, "dictionary file")  # the weights' reader: weights_only, or safetensors
+        # the weights' reader: weights_only, or safetensors
+        obj: object = loaded if loaded is not None else load_file(p, "dictionary file")
     else:
         raise FvError(f"dictionary file {p}: unknown format {p.suffix!r}; valid: .npy, .pt, .pth, .bin, .safetensors")
     if isinstance(obj, dict):
@@ -155,12 +219,18 @@ def _read_names(src: DictSource, rows: int) -> tuple[str, ...] | None:
 
 @functools.lru_cache(maxsize=16)
 def _load(src: DictSource) -> Dictionary:
-    m = _read_matrix(src)
+    m, raw_stats = _read(src)
     if m.dim() != 2 or m.shape[0] < 1 or m.shape[1] < 1:
         raise FvError(f"dictionary {src.display} has shape {tuple(m.shape)}; expected a 2-D (rows, channels) matrix")
     if m.shape[0] > MAX_ROWS:
         raise FvError(f"dictionary {src.display} has {m.shape[0]} rows; at most {MAX_ROWS}")
-    return Dictionary(src, m.contiguous(), _read_names(src, int(m.shape[0])))
+    return Dictionary(src, m.contiguous(), _read_names(src, int(m.shape[0])), _check_stats(raw_stats, m.shape))
+
+
+def _check_stats(raw: dict[str, torch.Tensor], shape) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Statistics with one finite value per row (of either axis: a (C, D) decoder is transposed later)."""
+    return tuple((k, tuple(float(x) for x in v.tolist())) for k, v in raw.items()
+                 if v.numel() in (shape[0], shape[1]) and bool(torch.isfinite(v).all()))
 
 
 @functools.lru_cache(maxsize=64)
@@ -171,7 +241,8 @@ def load_dictionary(src: DictSource, layer: str, channels: int) -> Dictionary:
     m = d.matrix
     if m.shape[1] != channels:
         if m.shape[0] == channels:  # stored (C, D): an SAE decoder's weight has one feature per column
-            d = Dictionary(src, m.T.contiguous(), d.names if d.names is None or len(d.names) == m.shape[1] else None)
+            d = Dictionary(src, m.T.contiguous(), d.names if d.names is None or len(d.names) == m.shape[1] else None,
+                           d.stats)
             m = d.matrix
         else:
             raise FvError(f"dictionary {src.display} has shape {tuple(m.shape)}: its rows are {m.shape[1]} wide; "
@@ -186,6 +257,8 @@ def load_dictionary(src: DictSource, layer: str, channels: int) -> Dictionary:
         r = int(zero.nonzero()[0])
         raise FvError(f"dictionary {src.display}: row {r} is all zeros (no direction); every row of the "
                       f"(rows, {channels}) matrix must be non-zero")
+    if d.stats and any(len(v) != d.rows for _, v in d.stats):
+        d = Dictionary(src, d.matrix, d.names, tuple((k, v) for k, v in d.stats if len(v) == d.rows))
     return d
 
 

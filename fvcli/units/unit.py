@@ -108,6 +108,12 @@ class Unit:
             return None
         return load_dictionary(self.source, self.layer, model.layer(self.layer).channels).name(self.channel)
 
+    def row_stats(self, model: LoadedModel) -> dict[str, float]:
+        """A direction's statistics read with its dictionary (an SAE's firing frequency, ...); {} otherwise."""
+        if self.kind != "direction":
+            return {}
+        return load_dictionary(self.source, self.layer, model.layer(self.layer).channels).row_stats(self.channel)
+
 
 def dictionary_units(model: LoadedModel, layer: str, spec: str, rows: str = "all", base_dir=None,
                      cossim: float = 0.0, names=None) -> list[Unit]:
