@@ -14,11 +14,17 @@ from pathlib import Path
 
 from ..outputs import atomic_write_bytes
 from ..units.unit import Unit, safe_name
+from .cofire import partners, read_top_images
 from .facts import layer_facts
 from .index_page import index_html
+from .indexed_layer_page import indexed_layer_html
+from .layer_index import INDEX, INDEXED_FROM, index_js, index_rows
 from .layer_page import layer_html
+from .layout import THUMB
 from .script import JS
-from .thumbs import build_sprite
+from .script_units import JS_UNITS
+from .thumbs import build_sprite, build_sprites
+from .unit_map import layer_map
 from .unit_page import unit_html
 
 
@@ -38,18 +44,36 @@ def _write(path: Path, data: bytes) -> None:
 def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Path]:
     """index.html, gallery.js, layers/L/index.html and layers/L/KEY.html for every unit that is done."""
     out = Path(out)
-    written = [out / "index.html", out / "gallery.js"]
+    written = [out / "index.html", out / "gallery.js", out / "gallery-units.js"]
     _write(out / "gallery.js", JS.encode())
+    _write(out / "gallery-units.js", JS_UNITS.encode())
     _write(out / "index.html", index_html(manifest, layers))
     docs = manifest["layers"]
     for i, (g, doc) in enumerate(zip(layers, docs)):
         d = out / "layers" / safe_name(g["layer"])
         facts = layer_facts(d, g["units"])
-        sprite = build_sprite(d, [(unit.key, str(rec["png"])) for unit, rec in g["units"] if rec])
-        _write(d / "index.html", layer_html(manifest, g, doc, facts, docs[i - 1] if i > 0 else None,
-                                            docs[i + 1] if i + 1 < len(docs) else None, sprite))
-        written.append(d / "index.html")
         done = [(unit, rec) for unit, rec in g["units"] if rec]
+        examples = [facts.get(unit.key, {}).get("examples_json") for unit, _rec in done]
+        tops = read_top_images(d, examples) if any(examples) else None
+        if tops is not None:
+            _add_cofire(facts, done, tops)
+        prev_doc, next_doc = docs[i - 1] if i > 0 else None, docs[i + 1] if i + 1 < len(docs) else None
+        if len(g["units"]) >= INDEXED_FROM:  # a large layer: the page draws its units from an index
+            pngs = [(unit.key, str(rec["png"])) for unit, rec in done]
+            sprites = build_sprites(d, pngs)
+            made = layer_map([unit for unit, _rec in done], tops)
+            xy = {unit.key: p for (unit, _rec), p in zip(done, made[1]) if p} if made else None
+            tiles = {key: k for k, (key, _png) in enumerate(pngs)}
+            rows = index_rows(g, facts, tiles, xy)
+            _write(d / INDEX, index_js(g, rows, sprites, made[0] if made else None, THUMB))
+            n_dead = sum(r[6] for r in rows)
+            _write(d / "index.html", indexed_layer_html(manifest, g, doc, n_dead, made[0] if made else None,
+                                                        prev_doc, next_doc))
+            (d / "gallery" / "thumbs.jpg").unlink(missing_ok=True)  # a small layer's sprite, from before
+        else:
+            sprite = build_sprite(d, [(unit.key, str(rec["png"])) for unit, rec in done])
+            _write(d / "index.html", layer_html(manifest, g, doc, facts, prev_doc, next_doc, sprite))
+        written.append(d / "index.html")
         for unit, rec in g["units"]:
             if rec is None:  # a page left from an earlier finalize must not outlive its unit
                 (d / unit_page_name(unit)).unlink(missing_ok=True)
@@ -59,3 +83,12 @@ def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Pat
             _write(d / unit_page_name(unit), unit_html(manifest, g, unit, rec, prev, nxt, facts.get(unit.key, {}), d))
             written.append(d / unit_page_name(unit))
     return written
+
+
+def _add_cofire(facts: dict[str, dict], done: list, tops: list[list[str]]) -> None:
+    """facts[KEY]["cofire"]: the unit's best co-firing partners (cofire.py) as the unit page links them."""
+    for (unit, _rec), found in zip(done, partners(tops)):
+        if found and unit.key in facts:
+            facts[unit.key]["cofire"] = [
+                {"key": done[j][0].key, "label": done[j][0].label, "png": str(done[j][1]["png"]), "jaccard": jac,
+                 "shared": shared} for j, jac, shared in found]

@@ -50,6 +50,16 @@ def _examples(ex: dict, end: str) -> str:
     return "".join(items)
 
 
+def _cofire(items: list[dict]) -> str:
+    """The units that fire together with this one (cofire.py: shared top dataset examples), each a link."""
+    cells = "".join(
+        f"<a class=\"unit\" href=\"{u(x['key'] + '.html')}\" title=\"{e(x['label'])}: Jaccard {x['jaccard']:.3g}, "
+        f"{x['shared']} shared\"><img src=\"{u(x['png'])}\" alt=\"{e(x['label'])}\" loading=\"lazy\" width=\"96\" "
+        f"height=\"96\">{e(x['label'])}<br>{x['jaccard']:.2f}</a>" for x in items)
+    return (f"<h2>fires together with</h2><p class=\"keys\">the units whose top dataset examples overlap this one's "
+            f"most (Jaccard index of the top-image sets)</p><div class=\"grid cofire\">{cells}</div>")
+
+
 def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None, nxt: Unit | None, facts: dict,
               d: Path) -> bytes:
     """The page of `unit` (record `rec`, facts.layer_facts' entry `facts`, layer directory `d`)."""
@@ -71,6 +81,8 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
                       f"around the maximal activation; from {e(ex.get('images_dir'))}</p>"
                       f"<h3>top</h3><div class=\"exrow\" data-end=\"top\">{_examples(ex, 'top')}</div>"
                       f"<h3>bottom</h3><div class=\"exrow\" data-end=\"bottom\">{_examples(ex, 'bottom')}</div>")
+    if facts.get("cofire"):
+        extras.append(_cofire(facts["cofire"]))
     grid = facts.get("examples_png") or rec.get("examples_png")
     if grid:
         extras.append(f"<figure class=\"examples\"><img src=\"{u(str(grid))}\" alt=\"dataset examples\" loading=\"lazy\">"
