@@ -20,7 +20,7 @@ from .index_page import index_html
 from .indexed_layer_page import indexed_layer_html
 from .layer_index import INDEX, INDEXED_FROM, index_js, index_rows
 from .layer_page import layer_html
-from .layout import THUMB
+from .layout import CSS_FILE, THUMB, css_text
 from .script import JS
 from .script_units import JS_UNITS
 from .thumbs import build_sprite, build_sprites
@@ -44,7 +44,8 @@ def _write(path: Path, data: bytes) -> None:
 def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Path]:
     """index.html, gallery.js, layers/L/index.html and layers/L/KEY.html for every unit that is done."""
     out = Path(out)
-    written = [out / "index.html", out / "gallery.js", out / "gallery-units.js"]
+    written = [out / "index.html", out / "gallery.js", out / "gallery-units.js", out / CSS_FILE]
+    _write(out / CSS_FILE, css_text().encode())
     _write(out / "gallery.js", JS.encode())
     _write(out / "gallery-units.js", JS_UNITS.encode())
     _write(out / "index.html", index_html(manifest, layers))

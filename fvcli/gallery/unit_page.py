@@ -9,6 +9,7 @@ KEY.html is the unit's permalink.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -48,6 +49,12 @@ def _examples(ex: dict, end: str) -> str:
                      f"loading=\"lazy\" width=\"96\" height=\"96\"><br>{e(format(x['activation'], '.4g'))} "
                      f"&middot; {e(x['relpath'])}</div>")
     return "".join(items)
+
+
+@functools.lru_cache(maxsize=8)
+def _recipe_text(compact: str) -> str:
+    """The recipe as the page shows it (every unit of a sweep has the same one: formatted once, not per page)."""
+    return json.dumps(json.loads(compact), indent=1, sort_keys=True)
 
 
 def _cofire(items: list[dict]) -> str:
@@ -111,7 +118,7 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
     links.append(f"<a href=\"index.html#c{unit.channel}\" rel=\"up\">&uarr; {e(g['layer'])}</a>")
     if nxt is not None:
         links.append(f"<a href=\"{u(nxt.key + '.html')}\" rel=\"next\">{e(nxt.label)} &rarr;</a>")
-    recipe = json.dumps(rec.get("recipe") or {}, indent=1, sort_keys=True)
+    recipe = _recipe_text(json.dumps(rec.get("recipe") or {}, sort_keys=True))
     label = e(unit.label) + (" &middot; " + e(rec["class_label"]) if rec.get("class_label") else "")
     body = f"""<nav><a href="../../index.html">{e(manifest['sweep'].get('model'))}</a> /
 <a href="index.html">{e(g['layer'])}</a> / {e(unit.label)} &nbsp; {' &middot; '.join(links)}</nav>

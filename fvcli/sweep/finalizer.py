@@ -90,12 +90,17 @@ def build_panel_sheets(d: Path, entries: Sequence[tuple[Unit, dict | None]], siz
     return names
 
 
-def collect(out: Path) -> tuple[dict, list[dict], list[dict]]:
-    """(sweep.json, shard states, layers) where each layer is {layer, kind, order, units: [(Unit, record|None)]}."""
-    out = Path(out)
+def _sweep_json(out: Path) -> dict:
     sweep = read_json(out / "sweep.json")
     if sweep is None or sweep.get("format") != FORMAT:
         raise FvError(f"{out} holds no sweep (no readable sweep.json); run `fv sweep --out {out}` first")
+    return sweep
+
+
+def collect(out: Path) -> tuple[dict, list[dict], list[dict]]:
+    """(sweep.json, shard states, layers) where each layer is {layer, kind, order, units: [(Unit, record|None)]}."""
+    out = Path(out)
+    sweep = _sweep_json(out)
     sid = sweep["id"]
     states = []
     for p in sorted((out / "shards").glob("*.json")):
@@ -139,7 +144,7 @@ def collect(out: Path) -> tuple[dict, list[dict], list[dict]]:
 def finalize(out: Path, *, sheets: bool = True) -> dict:
     """Build contact sheets, manifest.json and the HTML gallery from what is in `out` (all shards' records)."""
     out = Path(out)
-    collect(out)  # fails early (exit 2) when `out` holds no sweep
+    _sweep_json(out)  # fails early (exit 2) when `out` holds no sweep; collect() would read every record for that
     with open(out / ".finalize.lock", "a+") as lock:  # concurrent finalizers (the last shards) take turns
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         return _finalize(out, sheets)
