@@ -1,9 +1,11 @@
 """Writing the gallery: which pages exist, in what order, and with which neighbours.
 
 The finalizer (fvcli/sweep/finalizer.py) calls `write_gallery` with the manifest and the collected records; this
-module decides the site's shape -- OUT/index.html (model page), OUT/gallery.js, layers/L/index.html per layer,
-layers/L/KEY.html per done unit -- and links neighbours (prev / next unit in channel order, prev / next layer).
-What each page holds is in index_page.py, layer_page.py and unit_page.py. Pages are written atomically (without fsync:
+module decides the site's shape -- OUT/index.html (model page), OUT/gallery.js, gallery-units.js and gallery.css,
+layers/L/index.html per layer, layers/L/KEY.html per done unit -- and links neighbours (prev / next unit in channel
+order, prev / next layer). A layer of INDEXED_FROM units or more gets the indexed page (its index, map and chunked
+sprites); every layer whose units have dataset examples gets co-firing partners on its unit pages (cofire.py).
+What each page holds is in index_page.py, layer_page.py, indexed_layer_page.py and unit_page.py. Pages are written atomically (without fsync:
 they are derived, and a fsync per page was half the cost of a cold gallery), and only when their bytes change, so
 re-finalizing a large sweep rewrites only what moved.
 """
@@ -18,7 +20,7 @@ from .cofire import partners, read_top_images
 from .facts import layer_facts
 from .index_page import index_html
 from .indexed_layer_page import indexed_layer_html
-from .layer_index import INDEX, INDEXED_FROM, index_js, index_rows
+from .layer_index import COLUMNS, INDEX, INDEXED_FROM, index_js, index_rows
 from .layer_page import layer_html
 from .layout import CSS_FILE, THUMB, css_text
 from .script import JS
@@ -60,19 +62,11 @@ def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Pat
             _add_cofire(facts, done, tops)
         prev_doc, next_doc = docs[i - 1] if i > 0 else None, docs[i + 1] if i + 1 < len(docs) else None
         if len(g["units"]) >= INDEXED_FROM:  # a large layer: the page draws its units from an index
-            pngs = [(unit.key, str(rec["png"])) for unit, rec in done]
-            sprites = build_sprites(d, pngs)
-            made = layer_map([unit for unit, _rec in done], tops)
-            xy = {unit.key: p for (unit, _rec), p in zip(done, made[1]) if p} if made else None
-            tiles = {key: k for k, (key, _png) in enumerate(pngs)}
-            rows = index_rows(g, facts, tiles, xy)
-            _write(d / INDEX, index_js(g, rows, sprites, made[0] if made else None, THUMB))
-            n_dead = sum(r[6] for r in rows)
-            _write(d / "index.html", indexed_layer_html(manifest, g, doc, n_dead, made[0] if made else None,
-                                                        prev_doc, next_doc))
-            (d / "gallery" / "thumbs.jpg").unlink(missing_ok=True)  # a small layer's sprite, from before
+            _write(d / "index.html", _indexed_layer(d, manifest, g, doc, facts, done, tops, prev_doc, next_doc))
         else:
             sprite = build_sprite(d, [(unit.key, str(rec["png"])) for unit, rec in done])
+            build_sprites(d, [])  # a large layer's sprites and index, from before, go
+            (d / INDEX).unlink(missing_ok=True)
             _write(d / "index.html", layer_html(manifest, g, doc, facts, prev_doc, next_doc, sprite))
         written.append(d / "index.html")
         for unit, rec in g["units"]:
@@ -84,6 +78,21 @@ def write_gallery(out: Path, manifest: dict, layers: Sequence[dict]) -> list[Pat
             _write(d / unit_page_name(unit), unit_html(manifest, g, unit, rec, prev, nxt, facts.get(unit.key, {}), d))
             written.append(d / unit_page_name(unit))
     return written
+
+
+def _indexed_layer(d: Path, manifest: dict, g: dict, doc: dict, facts: dict[str, dict], done: list,
+                   tops: list[list[str]] | None, prev_doc: dict | None, next_doc: dict | None) -> bytes:
+    """A large layer's sprites, map and index (written here) and its page (returned)."""
+    pngs = [(unit.key, str(rec["png"])) for unit, rec in done]
+    sprites = build_sprites(d, pngs)
+    made = layer_map([unit for unit, _rec in done], tops)
+    xy = {unit.key: p for (unit, _rec), p in zip(done, made[1]) if p} if made else None
+    rows = index_rows(g, facts, {key: k for k, (key, _png) in enumerate(pngs)}, xy)
+    _write(d / INDEX, index_js(g, rows, sprites, made[0] if made else None, THUMB))
+    for old in ("thumbs.jpg", "thumbs.sig"):  # a small layer's sprite, from before
+        (d / "gallery" / old).unlink(missing_ok=True)
+    n_dead = sum(r[COLUMNS.index("dead")] for r in rows)
+    return indexed_layer_html(manifest, g, doc, n_dead, made[0] if made else None, prev_doc, next_doc)
 
 
 def _add_cofire(facts: dict[str, dict], done: list, tops: list[list[str]]) -> None:
