@@ -24,6 +24,7 @@ th{color:#555;font-weight:600}
 .unit.dead img{opacity:.45}.unit.dead::after{content:"dead";position:absolute;top:2px;left:2px;font-size:10px;
 background:#c33;color:#fff;padding:0 3px;border-radius:2px}
 .unit:target,.unit.hit{outline:3px solid #f90}
+.cofire .unit{overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
 .missing .ph{width:%(t)dpx;height:%(t)dpx;background:#e3e3e3;display:flex;align-items:center;justify-content:center;color:#999}
 .strip img{width:48px;height:48px;vertical-align:middle;margin-right:2px;background:#eee}
 .tools{display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:center;margin:.4em 0 1em}

@@ -100,5 +100,10 @@ def _add_cofire(facts: dict[str, dict], done: list, tops: list[list[str]]) -> No
     for (unit, _rec), found in zip(done, partners(tops)):
         if found and unit.key in facts:
             facts[unit.key]["cofire"] = [
-                {"key": done[j][0].key, "label": done[j][0].label, "png": str(done[j][1]["png"]), "jaccard": jac,
-                 "shared": shared} for j, jac, shared in found]
+                {"key": done[j][0].key, "label": done[j][0].label, "caption": _caption(*done[j]),
+                 "png": str(done[j][1]["png"]), "jaccard": jac, "shared": shared} for j, jac, shared in found]
+
+
+def _caption(unit: Unit, rec: dict) -> str:
+    """A partner's caption under its thumbnail: its channel (and name), as on the layer page."""
+    return f"{unit.channel} {rec['class_label']}" if rec.get("class_label") else str(unit.channel)

@@ -62,7 +62,7 @@ def _cofire(items: list[dict]) -> str:
     cells = "".join(
         f"<a class=\"unit\" href=\"{u(x['key'] + '.html')}\" title=\"{e(x['label'])}: Jaccard {x['jaccard']:.3g}, "
         f"{x['shared']} shared\"><img src=\"{u(x['png'])}\" alt=\"{e(x['label'])}\" loading=\"lazy\" width=\"96\" "
-        f"height=\"96\">{e(x['label'])}<br>{x['jaccard']:.2f}</a>" for x in items)
+        f"height=\"96\">{e(x.get('caption') or x['label'])}<br>{x['jaccard']:.2f}</a>" for x in items)
     return (f"<h2>fires together with</h2><p class=\"keys\">the units whose top dataset examples overlap this one's "
             f"most (Jaccard index of the top-image sets)</p><div class=\"grid cofire\">{cells}</div>")
 
