@@ -4,13 +4,15 @@ Plain JavaScript, shipped as OUT/gallery-units.js, nothing fetched. It reads win
 keeps a *view*: the positions of the rows that pass the search and the dead filter, in the chosen order. The grid
 is one tall box of the view's height; on scroll it writes only the rows of cells on screen (plus two above and
 below) as absolutely placed cells, so a 32,768-unit layer costs as much to show as a 100-unit one, and sorting or
-searching is an array operation over the index (a few ms for 32,768 rows), never DOM work over every unit.
+searching is an array operation over the index (a few ms for 32,768 rows), never DOM work over every unit: each
+sort order and the search text of every row are computed once, while the reader looks at the first screen.
 - search: a number is a channel (exact); text matches the unit's name, label or unit label (case-insensitive);
 - sort: channel, firing frequency, final objective or HF fraction, largest first, absent values last;
 - the map (<canvas id=map>): every unit a dot (dead red, in the view blue, others grey); a click opens the nearest
   unit of the view; hovering names it;
 - #cN (the unit pages' "up" link) scrolls to channel N and marks it; the view is kept in the hash
-  (#q=..&sort=..&dead=..). window.fvView() returns the view's channels (for tests).
+  (#q=..&sort=..&dead=..). window.fvView() returns the view's channels (for tests); window.fvWarm() does the
+  idle work at once (benchmarks time it apart from the searches).
 """
 from __future__ import annotations
 
@@ -36,22 +38,30 @@ function haystack() {
   }
   return hay;
 }
-function compute() {
-  var t0 = performance.now(), text = q.value.trim().toLowerCase(), dv = deadSel.value, k = sortSel.value, out = [];
-  var num = /^#?\d+$/.test(text) ? parseInt(text.replace('#', ''), 10) : null, h = text && num === null ? haystack() : null;
-  for (var i = 0; i < n; i++) {
-    var r = rows[i], dead = r[C.dead] === 1;
-    if ((dv === 'hide' && dead) || (dv === 'only' && !dead)) continue;
-    if (num !== null ? r[C.ch] !== num : h && h[i].indexOf(text) < 0) continue;
-    out.push(i);
-  }
+var orders = {};
+function order(k) {  // every row's position sorted by column k (largest first, absent last), computed once
+  if (orders[k]) return orders[k];
+  var col = C[k], all = new Array(n);
+  for (var i = 0; i < n; i++) all[i] = i;
   if (k !== 'ch') {
-    var col = C[k];
-    out.sort(function (a, b) {
+    all.sort(function (a, b) {
       var x = rows[a][col], y = rows[b][col];
       if (x === null || y === null) return (x === null) - (y === null) || rows[a][C.ch] - rows[b][C.ch];
       return (y - x) || (rows[a][C.ch] - rows[b][C.ch]);
     });
+  }
+  orders[k] = all;
+  return all;
+}
+function compute() {
+  var t0 = performance.now(), text = q.value.trim().toLowerCase(), dv = deadSel.value, out = [];
+  var num = /^#?\d+$/.test(text) ? parseInt(text.replace('#', ''), 10) : null, h = text && num === null ? haystack() : null;
+  var ord = order(sortSel.value);
+  for (var p = 0; p < n; p++) {
+    var i = ord[p], r = rows[i], dead = r[C.dead] === 1;
+    if ((dv === 'hide' && dead) || (dv === 'only' && !dead)) continue;
+    if (num !== null ? r[C.ch] !== num : h && h[i].indexOf(text) < 0) continue;
+    out.push(i);
   }
   view = out; inView = null;
   box.setAttribute('data-ms', (performance.now() - t0).toFixed(2));
@@ -98,22 +108,24 @@ function scrollToCh(ch) {
   window.scrollTo(0, Math.max(0, y - (window.innerHeight || 800) / 2));
   drawn = ''; draw(); return true;
 }
-// the map: dots on a canvas; MAP = 1000 units of the index's coordinates across
-var ctx = canvas && canvas.getContext ? canvas.getContext('2d') : null;
+// the map: dots on a canvas, written as pixels (ImageData), not 32,768 fillRect calls; MAP = 1000 units across
+var ctx = canvas && canvas.getContext ? canvas.getContext('2d') : null, img = null, px = null;
+var GREY = 0xffcccccc, BLUE = 0xffcc5511, RED = 0xff3333cc;  // ABGR: little-endian RGBA bytes as one uint32
+function dot(i, colour) {
+  var r = rows[i], w = canvas.width, s = w / 1000, cx = Math.round(r[C.x] * s), cy = Math.round(r[C.y] * s);
+  for (var y = Math.max(0, cy - 1); y <= Math.min(canvas.height - 1, cy + 1); y++) {
+    for (var x = Math.max(0, cx - 1); x <= Math.min(w - 1, cx + 1); x++) px[y * w + x] = colour;
+  }
+}
 function paint() {
   if (!ctx) return;
-  var w = canvas.width, s = w / 1000, i;
+  var i;
+  if (!img) { img = ctx.createImageData(canvas.width, canvas.height); px = new Uint32Array(img.data.buffer); }
+  px.fill(0xfffafafa);
   inView = new Uint8Array(n); for (i = 0; i < view.length; i++) inView[view[i]] = 1;
-  ctx.clearRect(0, 0, w, canvas.height);
-  var passes = [['#ccc', 0], ['#15c', 1]];
-  for (var ps = 0; ps < passes.length; ps++) {
-    for (i = 0; i < n; i++) {
-      var r = rows[i];
-      if (r[C.x] === null || inView[i] !== passes[ps][1]) continue;
-      ctx.fillStyle = r[C.dead] ? '#c33' : passes[ps][0];
-      ctx.fillRect(r[C.x] * s - 1.5, r[C.y] * s - 1.5, 3, 3);
-    }
-  }
+  for (i = 0; i < n; i++) { if (rows[i][C.x] !== null && !inView[i]) dot(i, rows[i][C.dead] ? RED : GREY); }
+  for (i = 0; i < view.length; i++) { if (rows[view[i]][C.x] !== null) dot(view[i], rows[view[i]][C.dead] ? RED : BLUE); }
+  ctx.putImageData(img, 0, 0);
 }
 function nearest(ev) {
   var b = canvas.getBoundingClientRect(), mx = (ev.clientX - b.left) / b.width * 1000, my = (ev.clientY - b.top) / b.height * 1000;
@@ -149,5 +161,7 @@ compute(); layout();
 var c0 = s.c || (/^#c\d+$/.test(location.hash) ? location.hash.slice(2) : null);
 if (c0 !== null && c0 !== undefined) scrollToCh(parseInt(c0, 10));
 if (window.requestAnimationFrame) requestAnimationFrame(paint); else paint();
+window.fvWarm = function () { haystack(); order('freq'); order('obj'); order('hf'); };
+setTimeout(window.fvWarm, 100);  // once the first screen is up
 })();
 """
