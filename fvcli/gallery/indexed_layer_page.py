@@ -53,8 +53,9 @@ placeholder="index, name or label" autocomplete="off"></label>
 <option value="only">only</option></select></label> <span id="note" aria-live="polite"></span></form>
 <p class="keys">search: a number finds that channel, text the units whose name or label contains it. dead:
 {e(DEAD_RULE)}, or the dictionary's stats say the feature never fires. Keys: &larr; / &rarr; layers, &uarr; model.</p>
-<div class="vwrap"><div id="vgrid" data-units="{doc['units']}"><noscript>This layer has {doc['units']} units; its page draws
-them with JavaScript. Each unit's page is KEY.html in this folder; the sprites below show them all.</noscript></div>
+<div class="vwrap"><div id="vgrid" data-units="{doc['units']}"><noscript>This layer has {doc['units']} units; its
+page draws them with JavaScript. Each unit's page is KEY.html in this folder; the sprites below show them all.
+</noscript></div>
 {mapbox}</div>
 <p style="clear:both">sprites: {sprites}</p>
 <script src="{u(INDEX)}"></script><script src="../../gallery-units.js"></script>"""

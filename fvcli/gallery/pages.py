@@ -5,9 +5,9 @@ module decides the site's shape -- OUT/index.html (model page), OUT/gallery.js, 
 layers/L/index.html per layer, layers/L/KEY.html per done unit -- and links neighbours (prev / next unit in channel
 order, prev / next layer). A layer of INDEXED_FROM units or more gets the indexed page (its index, map and chunked
 sprites); every layer whose units have dataset examples gets co-firing partners on its unit pages (cofire.py).
-What each page holds is in index_page.py, layer_page.py, indexed_layer_page.py and unit_page.py. Pages are written atomically (without fsync:
-they are derived, and a fsync per page was half the cost of a cold gallery), and only when their bytes change, so
-re-finalizing a large sweep rewrites only what moved.
+What each page holds is in index_page.py, layer_page.py, indexed_layer_page.py and unit_page.py. Pages are written
+atomically (without fsync: they are derived, and a fsync per page was half the cost of a cold gallery), and only
+when their bytes change, so re-finalizing a large sweep rewrites only what moved.
 """
 from __future__ import annotations
 

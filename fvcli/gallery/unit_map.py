@@ -24,7 +24,7 @@ import torch
 
 from ..errors import FvError
 from ..models.weights import file_sha256
-from ..units.dictionary import _load
+from ..units.dictionary import _load  # the raw matrix: the layer's width, which load_dictionary checks, is unknown here
 from ..units.unit import Unit
 from .cofire import incidence
 
