@@ -79,7 +79,8 @@ def test_cofire_partners_by_shared_top_images_without_hubs():
 def test_finalized_sweep_writes_the_layer_index(tmp_path, monkeypatch):
     from fvcli.models import load_model
     from fvcli.recipe import load_recipe
-    from fvcli.sweep import run_sweep, select_units
+    from fvcli.outputs import read_png, save_png
+    from fvcli.sweep import finalize, run_sweep, select_units
 
     monkeypatch.setattr(gallery_pages, "INDEXED_FROM", 8)
     recipe = load_recipe(None, ["render.thresholds=[1]"], {"model.name": "demo", "render.steps": 2,
@@ -116,6 +117,23 @@ def test_finalized_sweep_writes_the_layer_index(tmp_path, monkeypatch):
     small = (out / "layers" / "block1" / "index.html").read_text()  # 4 units: the plain grid, as before
     assert 'id="units"' in small and "units-index.js" not in small
     assert "fires together" not in (d / "block2-dir-sae-00003.html").read_text()  # no examples: no section
+
+    # re-finalizing redraws only what changed: nothing, then the sprites and sheets of one re-rendered unit
+    def stamps() -> dict[str, int]:
+        return {str(p.relative_to(d)): p.stat().st_mtime_ns for p in sorted(d.rglob("*")) if p.is_file()}
+
+    before = stamps()
+    finalize(out)
+    after = stamps()
+    assert after == before  # not one file of the layer rewritten
+    png = d / "block2-dir-sae-00013.png"
+    save_png(png, 255 - read_png(png))
+    finalize(out)
+    changed = {k for k, v in stamps().items() if after.get(k) != v}
+    assert {"sheet.png", "sprites/block2-dir-sae-00010--block2-dir-sae-00019.png", "gallery/thumbs-000.jpg",
+            "block2-dir-sae-00013.png"} <= changed
+    assert not {k for k in changed if k.startswith("sprites/") and "00010--" not in k}  # the other 3 sprites kept
+    assert not {k for k in changed if k.endswith(".html") and k != "index.html"}  # no unit page changed
 
 
 def fabricate(root: Path, n: int, missing: tuple[int, ...] = ()) -> tuple[Path, list[Unit]]:
