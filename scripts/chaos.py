@@ -49,8 +49,9 @@ VOLATILE = {"finalized", "created", "created_by", "started", "ended", "updated",
 # and the sweep's page its throughput and the finalizer's clock
 HTML_VOLATILE = re.compile(r"<th>seconds</th><td>[^<]*</td>|[0-9.]+ units/hour/process|finalized [0-9T:+-]+")
 # the gallery's stat caches: file sizes and mtime_ns of the images they summarise (a restarted writer rewrites them
-# at another time), and the signature over that cache; they are derived, rebuilt whenever they disagree
-STAT_CACHES = ("gallery/cache.json", "gallery/thumbs.sig")
+# at another time), and the signatures over them (thumbs.sig, a large layer's thumbs-NNN.sig, the sheets'
+# sheets.json); they are derived, rebuilt whenever they disagree
+STAT_CACHES = ("gallery/cache.json", "gallery/sheets.json", ".sig")
 # files that exist only while (or because) processes ran: locks; they hold no result
 IGNORED_NAMES = {".finalize.lock"}
 

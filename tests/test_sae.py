@@ -161,6 +161,10 @@ def test_fv_concepts_sae_end_to_end(demo, folder, tmp_path, cli):
 
     units = dictionary_units(demo, "block3", str(out), "0-3")  # what `fv sweep --directions` reads
     assert [u.channel for u in units] == [0, 1, 2, 3]
+    from fvcli.units.dictionary_stats import read_dictionary_stats
+
+    side = read_dictionary_stats(out)  # the sidecar the gallery sorts and filters a large layer by
+    assert side["firing_frequency"] == st["frequency"] and side["dead"] == [f == 0 for f in st["frequency"]]
     r0 = fvcli.render(demo, f"block3:dir={out}#0-1", steps=4, size=32, device="cpu")  # the stats reach the records
     assert [rec["row_stats"]["frequency"] for rec in r0.records] == pytest.approx(st["frequency"][:2], rel=1e-5)
     bad = cli("concepts", str(folder), "block3", "--method", "pca", "--k", "4", "--model", "demo", "-o",

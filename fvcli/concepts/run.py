@@ -29,6 +29,7 @@ from ..examples.folder import ImageFolder, _FolderDataset
 from ..examples.scan import fold_batchnorm
 from ..models import Capture, LoadedModel
 from ..outputs import atomic_write_bytes, atomic_write_json, versions
+from ..units.dictionary_stats import stats_document, stats_path
 from .factorize import Measure, make_factorizer
 
 
@@ -146,5 +147,9 @@ def write_concepts(out: Path, res: ConceptsResult) -> dict[str, Path]:
         files["curve"] = out.with_name(out.stem + ".curve.json")
         atomic_write_json(files["curve"], {"layer": report["layer"], "method": report["method"], **curve})
         report["curve"] = files["curve"].name
+    st = report.get("feature_stats")
+    if st:  # an SAE measured its features: the sidecar the gallery sorts and filters by (units/dictionary_stats.py)
+        files["stats"] = stats_path(out)
+        atomic_write_json(files["stats"], stats_document(st["frequency"], st["mean_when_firing"], st["dead"]))
     atomic_write_json(js, {**report, "dictionary": out.name, "names": names.name})
     return files

@@ -5,7 +5,10 @@ files the extras left beside them (diversity facets, negatives, dataset examples
 HTML and CSS with one small shipped script (gallery.js) for keys, sorting and the channel jump; it opens from disk
 (`file://`) or any static host, with nothing fetched and nothing to run. One idea per file: layout (CSS, escaping),
 pages (which pages, their neighbours), index_page / layer_page / unit_page, curve (SVG), facts (HF, dead, extras),
-media (dataset-example thumbnails and crops), script (gallery.js).
+media (dataset-example thumbnails and crops), script (gallery.js). A layer of thousands of units (an SAE
+dictionary's) gets an indexed page instead: layer_index (the compact index script), indexed_layer_page,
+script_units (gallery-units.js, a virtual grid with search and sort), unit_map (its 2-D map); cofire gives every
+unit page the units that fire with it (shared top dataset examples).
 """
 from __future__ import annotations
 

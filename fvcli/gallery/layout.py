@@ -24,6 +24,7 @@ th{color:#555;font-weight:600}
 .unit.dead img{opacity:.45}.unit.dead::after{content:"dead";position:absolute;top:2px;left:2px;font-size:10px;
 background:#c33;color:#fff;padding:0 3px;border-radius:2px}
 .unit:target,.unit.hit{outline:3px solid #f90}
+.cofire .unit{overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
 .missing .ph{width:%(t)dpx;height:%(t)dpx;background:#e3e3e3;display:flex;align-items:center;justify-content:center;color:#999}
 .strip img{width:48px;height:48px;vertical-align:middle;margin-right:2px;background:#eee}
 .tools{display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:center;margin:.4em 0 1em}
@@ -56,11 +57,22 @@ def u(path: str) -> str:
     return "/".join(quote(p) for p in str(path).split("/"))
 
 
+CSS_FILE = "gallery.css"  # OUT/gallery.css: the CSS of the unit pages (pages.write_gallery writes it)
+
+
+def css_text() -> str:
+    return CSS % {"t": THUMB}
+
+
 def page(title: str, body: str, kind: str, root: str, head: str = "") -> bytes:
-    """The HTML shell: viewport meta (phones), the CSS, `data-page` for tests and the script, gallery.js."""
+    """The HTML shell: viewport meta (phones), the CSS, `data-page` for tests and the script, gallery.js. Unit pages
+    link the CSS (OUT/gallery.css, one file for a layer's 32,768 pages instead of 2 kB more in each); the model and
+    layer pages, one per layer, keep it inline so that each shows styled on its own."""
+    style = (f"<link rel=\"stylesheet\" href=\"{u(root)}/{CSS_FILE}\">" if kind == "unit"
+             else f"<style>{css_text()}</style>")
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{e(title)}</title>"
-            f"<style>{CSS % {'t': THUMB}}</style>{head}</head>\n<body data-page=\"{kind}\" data-root=\"{e(root)}\">\n"
+            f"{style}{head}</head>\n<body data-page=\"{kind}\" data-root=\"{e(root)}\">\n"
             f"{body}\n<script src=\"{u(root)}/gallery.js\"></script>\n</body></html>\n").encode()
 
 

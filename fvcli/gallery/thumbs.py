@@ -23,6 +23,7 @@ TILE = 64  # px per tile in the sprite (shown at THUMB px; the browser scales)
 COLS = 32
 NAME = "gallery/thumbs.jpg"  # under the layer directory: the gallery's own files keep to a subfolder
 SIG = "gallery/thumbs.sig"
+PER_SPRITE = 1024  # tiles per sprite of a large layer (build_sprites): 32 x 32 tiles, 2048 px square
 
 
 def sprite_cell(index: int, shown: int) -> str:
@@ -31,28 +32,29 @@ def sprite_cell(index: int, shown: int) -> str:
     return f"background-position:-{c * shown}px -{r * shown}px"
 
 
-def build_sprite(d: Path, pngs: list[tuple[str, str]]) -> str | None:
-    """Write d/thumbs.jpg from [(key, png name)] in this order (tile i = pngs[i]); its name, or None if empty."""
+def build_sprite(d: Path, pngs: list[tuple[str, str]], name: str = NAME, sig_name: str = SIG) -> str | None:
+    """Write d/thumbs.jpg (or d/`name`) from [(key, png name)] in this order (tile i = pngs[i]); its name, or None
+    if empty."""
     if not pngs:
         return None
     stamps = []
-    for _key, name in pngs:
+    for _key, png in pngs:
         try:
-            st = (d / name).stat()
-            stamps.append([name, st.st_size, st.st_mtime_ns])
+            st = (d / png).stat()
+            stamps.append([png, st.st_size, st.st_mtime_ns])
         except OSError:
-            stamps.append([name, None, None])
+            stamps.append([png, None, None])
     sig = hashlib.sha256(json.dumps([TILE, COLS, stamps]).encode()).hexdigest()
     try:
-        if (d / SIG).read_text() == sig and (d / NAME).is_file():
-            return NAME
+        if (d / sig_name).read_text() == sig and (d / name).is_file():
+            return name
     except OSError:
         pass
     rows = (len(pngs) + COLS - 1) // COLS
     canvas = np.full((rows * TILE, min(COLS, len(pngs)) * TILE, 3), 225, np.uint8)
-    for i, (_key, name) in enumerate(pngs):
+    for i, (_key, png) in enumerate(pngs):
         try:
-            with Image.open(d / name) as im:
+            with Image.open(d / png) as im:
                 t = np.asarray(im.convert("RGB").resize((TILE, TILE), Image.BILINEAR))
         except OSError:
             continue
@@ -60,6 +62,21 @@ def build_sprite(d: Path, pngs: list[tuple[str, str]]) -> str | None:
         canvas[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE] = t
     buf = io.BytesIO()
     Image.fromarray(canvas).save(buf, "JPEG", quality=85)
-    atomic_write_bytes(d / NAME, buf.getvalue())
-    atomic_write_bytes(d / SIG, sig.encode())
-    return NAME
+    atomic_write_bytes(d / name, buf.getvalue())
+    atomic_write_bytes(d / sig_name, sig.encode())
+    return name
+
+
+def build_sprites(d: Path, pngs: list[tuple[str, str]], per: int = PER_SPRITE) -> list[str]:
+    """A large layer's thumbnails as sprites of `per` tiles each (gallery/thumbs-000.jpg, ...; tile i is tile
+    i % per of sprite i // per): one 2048 px JPEG would be 65,536 px tall at 32,768 units, beyond what JPEG and
+    browsers take, and the first screen needs only the first. Each chunk is rebuilt only when its own PNGs
+    changed; chunks left from a larger earlier layer are removed."""
+    names = []
+    for k in range(0, len(pngs), per):
+        i = k // per
+        names.append(build_sprite(d, pngs[k:k + per], f"gallery/thumbs-{i:03d}.jpg", f"gallery/thumbs-{i:03d}.sig"))
+    for old in (d / "gallery").glob("thumbs-*.*"):
+        if old.stem.split("-")[1].isdigit() and int(old.stem.split("-")[1]) >= len(names):
+            old.unlink(missing_ok=True)
+    return [n for n in names if n]

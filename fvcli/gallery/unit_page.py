@@ -10,6 +10,7 @@ KEY.html is the unit's permalink.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -67,6 +68,22 @@ def _examples(ex: dict, end: str) -> str:
     return "".join(items)
 
 
+@functools.lru_cache(maxsize=8)
+def _recipe_text(compact: str) -> str:
+    """The recipe as the page shows it (every unit of a sweep has the same one: formatted once, not per page)."""
+    return json.dumps(json.loads(compact), indent=1, sort_keys=True)
+
+
+def _cofire(items: list[dict]) -> str:
+    """The units that fire together with this one (cofire.py: shared top dataset examples), each a link."""
+    cells = "".join(
+        f"<a class=\"unit\" href=\"{u(x['key'] + '.html')}\" title=\"{e(x['label'])}: Jaccard {x['jaccard']:.3g}, "
+        f"{x['shared']} shared\"><img src=\"{u(x['png'])}\" alt=\"{e(x['label'])}\" loading=\"lazy\" width=\"96\" "
+        f"height=\"96\">{e(x.get('caption') or x['label'])}<br>{x['jaccard']:.2f}</a>" for x in items)
+    return (f"<h2>fires together with</h2><p class=\"keys\">the units whose top dataset examples overlap this one's "
+            f"most (Jaccard index of the top-image sets)</p><div class=\"grid cofire\">{cells}</div>")
+
+
 def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None, nxt: Unit | None, facts: dict,
               d: Path, circuit: str = "") -> bytes:
     """The page of `unit` (record `rec`, facts.layer_facts' entry `facts`, layer directory `d`; `circuit`: its
@@ -89,6 +106,8 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
                       f"around the maximal activation; from {e(ex.get('images_dir'))}</p>"
                       f"<h3>top</h3><div class=\"exrow\" data-end=\"top\">{_examples(ex, 'top')}</div>"
                       f"<h3>bottom</h3><div class=\"exrow\" data-end=\"bottom\">{_examples(ex, 'bottom')}</div>")
+    if facts.get("cofire"):
+        extras.append(_cofire(facts["cofire"]))
     grid = facts.get("examples_png") or rec.get("examples_png")
     if grid:
         extras.append(f"<figure class=\"examples\"><img src=\"{u(str(grid))}\" alt=\"dataset examples\" loading=\"lazy\">"
@@ -118,7 +137,7 @@ def unit_html(manifest: dict, g: dict, unit: Unit, rec: dict, prev: Unit | None,
     links.append(f"<a href=\"index.html#c{unit.channel}\" rel=\"up\">&uarr; {e(g['layer'])}</a>")
     if nxt is not None:
         links.append(f"<a href=\"{u(nxt.key + '.html')}\" rel=\"next\">{e(nxt.label)} &rarr;</a>")
-    recipe = json.dumps(rec.get("recipe") or {}, indent=1, sort_keys=True)
+    recipe = _recipe_text(json.dumps(rec.get("recipe") or {}, sort_keys=True))
     label = e(unit.label) + (" &middot; " + e(rec["class_label"]) if rec.get("class_label") else "")
     body = f"""<nav><a href="../../index.html">{e(manifest['sweep'].get('model'))}</a> /
 <a href="index.html">{e(g['layer'])}</a> / {e(unit.label)} &nbsp; {' &middot; '.join(links)}</nav>

@@ -58,8 +58,7 @@ class DictSource:
     @property
     def stem(self) -> str:
         """File-name part of the units' keys: `sae` or `sae-decoder.weight`."""
-        base = Path(self.path).stem + (f"-{self.key}" if self.key else "")
-        return re.sub(r"[^A-Za-z0-9._-]", "_", base).strip(".")[:60] or "dict"
+        return _stem(self.path, self.key)
 
     @property
     def display(self) -> str:
@@ -74,6 +73,12 @@ class DictSource:
     def from_dict(d: dict) -> DictSource:
         return DictSource(str(d["path"]), d.get("key"), str(d.get("sha256") or ""), float(d.get("cossim") or 0.0),
                           d.get("names"))
+
+
+@functools.lru_cache(maxsize=64)
+def _stem(path: str, key: str | None) -> str:  # cached: a 32,768-unit sweep asks for its units' keys ~10^6 times
+    base = Path(path).stem + (f"-{key}" if key else "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base).strip(".")[:60] or "dict"
 
 
 @dataclass(frozen=True)
