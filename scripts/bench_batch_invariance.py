@@ -18,7 +18,6 @@ at 1 and 2 threads. One process, alternating the arms; name the CPU beside the n
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from drift import drift  # noqa: E402
 from fvcli.models import load_model  # noqa: E402
+from fvcli.outputs import cpu_description  # noqa: E402
 from fvcli.recipe import load_recipe  # noqa: E402
 from fvcli.runner.batch import run_batch  # noqa: E402
 from fvcli.units.unit import parse_units  # noqa: E402
@@ -39,14 +39,6 @@ MODELS = {  # name -> (recipe sets, units: the first is X, the rest are batch-ma
     "mobilenet_v2": (None, "features.14:0-15"),
     "inceptionv1": (["model.weights=random:0"], "mixed4a:0-15"),
 }
-
-
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def recipe_for(name: str, size: int, steps: int):
@@ -69,7 +61,7 @@ def main() -> None:
     ap.add_argument("-b", "--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    print(f"CPU: {cpu_name()}, torch {torch.__version__}, ATen {torch.backends.cpu.get_cpu_capability()}, "
+    print(f"CPU: {cpu_description()}, torch {torch.__version__}, ATen {torch.backends.cpu.get_cpu_capability()}, "
           f"{torch.get_num_threads()} threads; {args.size} px, {args.steps} steps, batch {args.batch}")
     rows = []
     for name in args.models.split(","):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from drift import BATCH_DRIFT  # noqa: E402  (tests/drift.py: the bounds the suite asserts)
+sys.path.insert(0, str(ROOT))
+from fvcli.outputs import cpu_description  # noqa: E402
 
 # name -> (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY); None leaves the variable unset (the CPU's best)
 ISAS = {
@@ -55,16 +56,6 @@ def isa_env(name: str) -> dict[str, str]:
     return env
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def run(isas: list[str], tests: list[str]) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     for name in isas:
@@ -90,7 +81,7 @@ def table(rows: dict[str, list[dict]]) -> str:
                 w[k] = max(w[k], e.get(k, 0.0))
             w["n"] += 1
             w["threads"].add(e["threads"])
-    out = [f"CPU: {cpu_name()}; bounds asserted (tests/drift.py): mean <= {BATCH_DRIFT.mean_levels} levels, "
+    out = [f"CPU: {cpu_description()}; bounds asserted (tests/drift.py): mean <= {BATCH_DRIFT.mean_levels} levels, "
            f"p99 <= {BATCH_DRIFT.p99_levels} levels, objective <= {BATCH_DRIFT.score_rtol:.0%}", "",
            "| comparison | ISA | threads | pairs | mean (levels) | p99 (levels) | max pixel (levels) | objective (rel.) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
