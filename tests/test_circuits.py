@@ -143,7 +143,7 @@ def test_nonlinearities_other_than_relu_are_named():
     ew = expanded_weights(m, "b", [0], "a")
     assert ew.kept == {"sigmoid": 1} and not ew.exact and ew.bypassed == {"relu": 1}
     with LinearPath() as lp:
-        x = torch.randn(5, requires_grad=True)
+        x = torch.tensor([-3.0, -0.5, 0.2, 2.0, 7.5], requires_grad=True)  # both sides of every bound below
         assert torch.equal(F.relu(x), x) and torch.equal(F.hardtanh(x, 0.0, 6.0), x)
         assert not torch.equal(F.hardtanh(x, -1.0, 1.0), x)
     assert lp.bypassed == {"relu": 1, "hardtanh": 1} and lp.kept == {"hardtanh": 1}
