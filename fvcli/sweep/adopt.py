@@ -62,5 +62,3 @@ def _rewrite_summary(path: Path, moved: dict[str, str]) -> None:
         summary["records"] = records
         atomic_write_json(path, summary)
 
-
-__all__ = ["adopt_examples"]
