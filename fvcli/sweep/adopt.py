@@ -61,4 +61,3 @@ def _rewrite_summary(path: Path, moved: dict[str, str]) -> None:
     if records != summary["records"]:
         summary["records"] = records
         atomic_write_json(path, summary)
-
