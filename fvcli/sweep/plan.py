@@ -233,7 +233,8 @@ def shard_from_env(env: Mapping[str, str] | None = None, count: int | None = Non
 # Selections (what a shard was asked to do), stored in its state file
 
 
-def _ranges(nums: Iterable[int]) -> str:
+def channel_ranges(nums: Iterable[int]) -> str:
+    """Channel numbers as compact text: [0, 1, 2, 3, 7] -> "0-3,7" (read back by `_unranges`)."""
     nums = sorted(set(nums))
     parts, i = [], 0
     while i < len(nums):
@@ -258,7 +259,7 @@ def selection_doc(units: Sequence[Unit], order: Mapping[str, int]) -> list[dict]
     for u in units:
         groups.setdefault((u.layer, u.kind, u.source), []).append(u.channel)
     keys = sorted(groups, key=lambda k: (order.get(k[0], 1 << 30), k[0], _KIND_ORDER[k[1]], k[2].path if k[2] else ""))
-    return [{"layer": layer, "kind": kind, "order": order.get(layer), "channels": _ranges(groups[(layer, kind, src)]),
+    return [{"layer": layer, "kind": kind, "order": order.get(layer), "channels": channel_ranges(groups[(layer, kind, src)]),
              **({"dictionary": src.to_dict()} if src is not None else {})}
             for layer, kind, src in keys]
 

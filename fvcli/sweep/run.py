@@ -74,6 +74,7 @@ from .plan import (
     SWEEP_KINDS,
     PlannedBatch,
     assign_shards,
+    channel_ranges,
     layer_costs,
     plan_sweep,
     selection_doc,
@@ -210,7 +211,7 @@ class SweepJob:
                     outputs = backoff(lambda us, b=batch: self.renderer(
                         self.model, self.recipe, replace(b, units=tuple(us)), on_step), todo)
                     meta = {"id": self.sweep_id, "batch": batch.id, "batch_size": self.batch_size,
-                            "members": [u.key for u in batch.units], "shard": f"{i}/{n}"}
+                            "members": channel_ranges(u.channel for u in batch.units), "shard": f"{i}/{n}"}
                     if len(backoff.events) > n_events or backoff.parts > 1:  # rendered in pieces after an OOM
                         meta["oom"] = {"parts": backoff.parts, "events": backoff.events[n_events:]}
                     new = [o for o in outputs if o.unit in wanted and not unit_done(self.out, o.unit, self.sweep_id)]
