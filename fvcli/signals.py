@@ -46,8 +46,8 @@ def _handlers(during_command: bool):
         _pending.clear()
         if during_command:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-        print(f"fv: {'terminated' if signum == signal.SIGTERM else 'interrupted'} while starting; nothing was written",
-              file=sys.stderr)
+        what = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"fv: {what} outside a command's work (starting or ending); no file was being written", file=sys.stderr)
         raise SystemExit(EXIT_CODES[signum])
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
