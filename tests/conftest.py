@@ -69,6 +69,23 @@ def raw_output(model, path: str, x: torch.Tensor) -> torch.Tensor:
     return got["o"]
 
 
+def write_demo_images(root: Path, n: int, size: int, seed: int, flat: bool = False) -> Path:
+    """n procedural images of the demo model's classes (fvcli/models/demo_data.py) as PNGs under `root`: in one
+    folder per class (ImageFolder's layout), or `flat` as CLASS-NNNN.png. Returns `root`."""
+    import numpy as np
+    from PIL import Image
+
+    from fvcli.models.demo_data import DEMO_CLASSES, make_batch
+
+    imgs, labels = make_batch(n, size, seed)
+    for i, (x, c) in enumerate(zip(imgs, labels)):
+        name = DEMO_CLASSES[int(c)]
+        path = root / f"{name}-{i:04d}.png" if flat else root / name / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+    return root
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a module of tiny renders: on a busy 2-core machine, two OpenMP threads that wait on

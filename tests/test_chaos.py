@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_short_chaos_run_has_no_mismatch(tmp_path):
     cmd = [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--kills", "10", "--seed", "22", "--units",
-           "block2:0-11", "--images", "16", "--max-delay", "4", "--cap", "3", "--workdir", str(tmp_path / "w"),
-           "--max-rounds", "3", "--require", "examples,finalizer,shard"]
+           "block2:0-11", "--images", "16", "--max-delay", "2", "--cap", "3", "--workdir", str(tmp_path / "w"),
+           "--max-rounds", "6", "--require", "examples,finalizer,shard"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr

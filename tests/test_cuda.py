@@ -16,9 +16,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from conftest import tiny_recipe
+from conftest import tiny_recipe, write_demo_images
 from fvcli.models import Capture, load_model
 from fvcli.optvis.loop import LoopSettings, render_batch
 from fvcli.optvis.objectives import Channel, ClassLogit, PerImage
@@ -221,15 +220,7 @@ def test_fv_render_sweep_and_estimate_on_cuda(cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    from fvcli.models.demo_data import DEMO_CLASSES, make_batch
-
-    root = tmp_path_factory.mktemp("cuda-imgs")
-    imgs, labels = make_batch(96, 64, 3)
-    for i, (x, c) in enumerate(zip(imgs, labels)):
-        d = root / DEMO_CLASSES[int(c)]
-        d.mkdir(exist_ok=True)
-        Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(d / f"{i:04d}.png")
-    return root
+    return write_demo_images(tmp_path_factory.mktemp("cuda-imgs"), 96, 64, 3)
 
 
 def test_fv_examples_on_cuda_ranks_what_the_cpu_ranks(cli, folder, tmp_path):

@@ -15,13 +15,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import fvcli
-from conftest import raw_output
+from conftest import raw_output, write_demo_images
 from fvcli.errors import FvError
 from fvcli.models import Capture, load_model
-from fvcli.models.demo_data import DEMO_CLASSES, make_batch
+from fvcli.models.demo_data import DEMO_CLASSES
 from fvcli.optvis.objectives import PerImage
 from fvcli.sweep import finalize, plan_sweep, run_sweep, select_units
 from fvcli.units.expr import parse_unit_arg
@@ -197,13 +196,7 @@ FAMILY = {c: f for f, cs in FAMILIES.items() for c in cs}
 
 @pytest.fixture(scope="module")
 def demo_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imgs")
-    imgs, labels = make_batch(240, 64, 1)
-    for i, (x, c) in enumerate(zip(imgs, labels)):
-        d = root / DEMO_CLASSES[int(c)]
-        d.mkdir(exist_ok=True)
-        Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(d / f"{i:04d}.png")
-    return root
+    return write_demo_images(tmp_path_factory.mktemp("imgs"), 240, 64, 1)
 
 
 def test_fv_concepts_finds_directions_whose_examples_separate_the_class_families(demo, demo_folder, tmp_path, cli):

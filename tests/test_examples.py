@@ -39,7 +39,7 @@ from fvcli.examples import (
 from fvcli.models import Capture
 from fvcli.models.receptive import receptive_field
 
-from conftest import MOBILENET_DIR
+from conftest import MOBILENET_DIR, write_demo_images
 
 PHOTOS = MOBILENET_DIR / "photos"
 ROOT = Path(__file__).resolve().parents[1]
@@ -484,14 +484,7 @@ def test_recipe_form(folder, tmp_path, cli, mobilenet):
 def test_examples_in_a_sweep_dir_go_beside_the_renders_and_into_the_gallery(tmp_path, cli):
     """`fv examples --out SWEEP_DIR` writes each unit's examples into layers/<layer>/ next to its render and rebuilds
     the gallery: a unit page shows the optimized image and the dataset examples; a unit with no render gets none."""
-    from fvcli.models.demo_data import DEMO_CLASSES, make_batch
-
-    imgs = tmp_path / "imgs"
-    x, y = make_batch(24, 48, seed=5)
-    for i in range(len(y)):
-        d = imgs / DEMO_CLASSES[int(y[i])]  # ImageFolder layout
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(d / f"{i:02d}.png")
+    imgs = write_demo_images(tmp_path / "imgs", 24, 48, 5)  # ImageFolder layout
     sweep = tmp_path / "sweep"
     r = cli("sweep", "demo:block2:0-1", "logit:0", "--model", "demo", "--steps", 4, "--size", 32, "-b", 4, "-q",
             "-o", sweep)

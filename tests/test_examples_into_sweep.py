@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from fvcli.models.demo_data import DEMO_CLASSES, generate
+
+from conftest import write_demo_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,12 +22,7 @@ LAYER = "block3"
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        img = generate(i % len(DEMO_CLASSES), 40, rng)
-        Image.fromarray((img * 255).round().astype("uint8")).save(folder / f"img{i:03d}.png")
-    return folder
+    return write_demo_images(tmp_path_factory.mktemp("imgs"), 8, 40, 0, flat=True)
 
 
 def _examples(cli, images: Path, out: Path) -> None:

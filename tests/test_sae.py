@@ -12,14 +12,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import fvcli
 from fvcli.concepts.sae_stats import FeatureStats
 from fvcli.concepts.sae_train import SAESettings, SAETrainer
 from fvcli.errors import FvError
 from fvcli.examples import list_images
-from fvcli.models.demo_data import DEMO_CLASSES, make_batch
+
+from conftest import write_demo_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -100,12 +100,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sae_imgs")
-    imgs, labels = make_batch(48, 64, 3)
-    for i, (x, c) in enumerate(zip(imgs, labels)):
-        Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
-            root / f"{DEMO_CLASSES[int(c)]}-{i:03d}.png")
-    return root
+    return write_demo_images(tmp_path_factory.mktemp("sae_imgs"), 48, 64, 3, flat=True)
 
 
 def test_killed_sae_run_resumes_to_the_same_dictionary(demo, folder, tmp_path):

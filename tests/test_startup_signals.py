@@ -81,8 +81,8 @@ def test_signals_at_any_moment_of_fv_start_up_exit_cleanly(tmp_path):
     for i, delay in enumerate([0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.8, 1.2]):
         sig = (signal.SIGTERM, signal.SIGINT)[i % 2]
         out = tmp_path / f"s{i}"
-        p = subprocess.Popen([sys.executable, "-m", "fvcli", "sweep", "block3:0-1", "--model", "demo", "--size", "24",
-                              "--steps", "2", "--device", "cpu", "-o", str(out), "-q"],
+        p = subprocess.Popen([sys.executable, "-m", "fvcli", "sweep", "block3:0-7", "--model", "demo", "--size", "24",
+                              "--steps", "8", "--device", "cpu", "-o", str(out), "-q"],
                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while _caught(p.pid) & want != want and p.poll() is None and time.monotonic() < deadline:
@@ -91,7 +91,9 @@ def test_signals_at_any_moment_of_fv_start_up_exit_cleanly(tmp_path):
         p.send_signal(sig)
         _, err = p.communicate(timeout=120)
         results.append((delay, signal.Signals(sig).name, p.returncode, err.strip()[-400:]))
-    bad = [r for r in results if r[2] not in (0, 130, 143) or "Traceback" in r[3]
-           or (r[2] and r[2] != {"SIGINT": 130, "SIGTERM": 143}[r[1]])]
+    # 130 / 143: fv's handlers; the signal's own death (-2 / -15): it landed while Python was shutting down, after the
+    # work (the interpreter puts the default handlers back then) -- also a clean exit by the signal, with no traceback
+    bad = [r for r in results if "Traceback" in r[3]
+           or r[2] not in (0, {"SIGINT": 130, "SIGTERM": 143}[r[1]], -getattr(signal, r[1]))]
     assert not bad, "\n".join(map(str, bad))
     assert sum(1 for r in results if r[2] in (130, 143)) >= 6, results  # most landed before the work was done

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,7 +16,6 @@ from fvcli.optvis.loop import render_batch
 from fvcli.optvis.objectives import PerImage
 from fvcli.optvis.optim import Adam, RowAdam
 from fvcli.optvis.stream import Convergence, StreamItem, render_stream
-from fvcli.outputs import to_uint8
 from fvcli.recipe import load_recipe
 from fvcli.runner.job import render_units
 from fvcli.runner.stream import streams
