@@ -61,7 +61,12 @@ CLASS_RULES = {"bench": range(1, 1001, 15), "dev": range(7, 1001, 120),
                # the levers of time to quality (stop.converge, coarse to fine, step counts) were chosen on these 25
                # classes, a rule written before any of them was rendered: every 40th index from 7 (DEV's 9 among
                # them; disjoint from BENCH: 7 + 40k = 1 mod 15 has no solution)
-               "tune": range(7, 1001, 40)}
+               "tune": range(7, 1001, 40),
+               # issue #29: two disjoint sets of 200 classes, the rule written before any of them was rendered:
+               # TUNE200 every 5th index from 3 (the levers of time to quality are chosen on it), BENCH200 every 5th
+               # from 5 (they are kept only if they win there). Both are disjoint from every set above (BENCH is
+               # 1 mod 5, DEV and TUNE 2 mod 5), so no class either holds was ever looked at before.
+               "tune200": range(3, 1001, 5), "bench200": range(5, 1001, 5)}
 
 # Recipes as `--set` items on top of configs/mobilenet_v2.yaml (the model), or `@NAME`: the param, transforms,
 # regularizers and render.lr of configs/NAME.yaml. `lucent` is the peer (see the docstring).

@@ -74,11 +74,17 @@ sys.path.insert(0, str(ROOT))
 
 import bench_imagenet_quality as biq  # noqa: E402  (BENCH rule, judge, Wilson)
 from bench_matrix import MATRIX  # noqa: E402  (the five models)
+from ttq_levers import LEVERS, lever_sets  # noqa: E402  (the early-quality levers)
 
-ROWS = ("fv default", "fv article", "fv converge", "lucent")
+ROWS = ("fv default", "fv article", "fv converge", "lucent", "lucent batched")
+LUCENT_ROWS = ("lucent", "lucent batched")
 TARGET_RATIO = 20.0
 TARGET_TOP1 = 0.72
 IMG_DIR = ROOT / "docs" / "img"
+
+
+def all_rows() -> tuple[str, ...]:
+    return ROWS + tuple(f"fv {name}" for name in LEVERS)
 
 
 def slug(row: str) -> str:
@@ -96,9 +102,15 @@ def label_of(key: str) -> str:
     return next(label for k, label, _s, _c in MATRIX if k == key)
 
 
+def interleaved(classes: list[int], ways: int = 10) -> list[int]:
+    """The classes in the order they are rendered: every 10th first, so that any prefix (a run cut short by time)
+    spans the whole index range (ImageNet's first 400 classes are animals) instead of its first part."""
+    return [c for k in range(ways) for c in classes[k::ways]]
+
+
 def unit_strings(key: str, args) -> list[str]:
     if key == "mobilenet_v2":
-        return [f"logit:{c}" for c in list(biq.CLASS_RULES["bench"])[: args.classes]]
+        return [f"logit:{c}" for c in interleaved(list(biq.CLASS_RULES[args.set]))[: args.classes]]
     return [f"{spec_of(key)['layer']}:{c}" for c in range(args.units)]
 
 
@@ -109,7 +121,7 @@ def unit_strings(key: str, args) -> list[str]:
 def fv_recipe(key: str, row: str, size: int, steps: int, thresholds: list[int], batch: int, device: str = "cpu"):
     import copy
 
-    from fvcli.recipe import from_dict, read_yaml, resolve_recipe_path
+    from fvcli.recipe import from_dict, parse_set, read_yaml, resolve_recipe_path, set_path
 
     spec = spec_of(key)
     raw = copy.deepcopy(read_yaml(resolve_recipe_path(spec.get("recipe") or "default")))
@@ -125,6 +137,9 @@ def fv_recipe(key: str, row: str, size: int, steps: int, thresholds: list[int], 
                 raw.setdefault("render", {})[k] = v
     if row == "fv converge":
         raw.setdefault("stop", {})["converge"] = True
+    for item in lever_sets(row, steps):  # scripts/ttq_levers.py
+        parts, val = parse_set(item)
+        set_path(raw, parts, val)
     raw.setdefault("render", {}).update(size=size, steps=steps, thresholds=[t for t in thresholds if t < steps],
                                         seed=0, device=device, batch_size=batch)
     return from_dict(raw)
@@ -217,8 +232,9 @@ def worker_lucent(a) -> dict:
     steps = sorted(set(a.thresholds) | {a.steps})
     clock_at = clocked(a.device, steps)
     clock: dict = {"spawn": a.t0, "ready": time.time(), "batches": [], "stopped": {}}
-    for k in range(0, len(chans), a.batch):
-        chunk = chans[k:k + a.batch]
+    per = 1 if a.row == "lucent" else a.batch  # as lucent's README runs it: one render_vis per unit
+    for k in range(0, len(chans), per):
+        chunk = chans[k:k + per]
         seed = derive_seed(0, "lucent", a.model_key, *chunk) % 2**31
         torch.manual_seed(seed)
         np.random.seed(seed)
@@ -237,7 +253,7 @@ def worker_lucent(a) -> dict:
                                  thresholds=tuple(steps), preprocess=False, show_image=False, progress=False,
                                  fixed_image_size=a.size)
         for step, arr in zip(steps, imgs):  # (B, H, W, 3) float in [0, 1]
-            for b, nm in enumerate(names[k:k + a.batch]):
+            for b, nm in enumerate(names[k:k + per]):
                 save_png(png(a.out, a.row, nm, step), torch.from_numpy(np.ascontiguousarray(arr[b])).permute(2, 0, 1))
         clock["batches"].append({"begin": begin, "n": len(chunk), "at": {t: marks[t] for t in steps}, "seed": seed})
     clock["end"] = time.time()
@@ -250,7 +266,8 @@ def worker_lucent(a) -> dict:
 
 def model_dir(key: str, args) -> Path:
     where = "" if args.device == "cpu" else f"-{args.device.split(':')[0]}"  # GPU renders cached apart
-    return Path(args.out or ROOT / "runs" / "ttq") / f"{key}-{args.size}px-{args.steps}{where}"
+    cls = f"-{args.set}" if key == "mobilenet_v2" else ""  # chunks are numbered within a class set
+    return Path(args.out or ROOT / "runs" / "ttq") / f"{key}{cls}-{args.size}px-{args.steps}{where}"
 
 
 def clock_path(out: Path, row: str, k: int) -> Path:
@@ -261,7 +278,7 @@ def run_model(key: str, args, lucent_path: str) -> None:
     out = model_dir(key, args)
     names = unit_strings(key, args)
     chunks = [names[i:i + args.chunk] for i in range(0, len(names), args.chunk)]
-    rows = [r for r in ROWS if r in args.rows]
+    rows = [r for r in all_rows() if r in args.rows]
     for k, chunk in enumerate(chunks):
         for row in (rows if k % 2 == 0 else rows[::-1]):
             cp = clock_path(out, row, k)
@@ -271,7 +288,8 @@ def run_model(key: str, args, lucent_path: str) -> None:
             cmd = [sys.executable, __file__, "--worker", row, "--model-key", key, "--worker-units", ",".join(chunk),
                    "--out", str(args.out or ROOT / "runs" / "ttq"), "--size", str(args.size), "--steps",
                    str(args.steps), "--thresholds", ",".join(map(str, args.thresholds)), "--batch", str(args.batch),
-                   "--threads", str(args.threads), "--lucent-path", lucent_path, "--device", args.device]
+                   "--threads", str(args.threads), "--lucent-path", lucent_path, "--device", args.device,
+                   "--set", args.set]
             t0 = time.time()
             path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
             p = subprocess.run(cmd + ["--t0", repr(t0)], env={**os.environ, "PYTHONPATH": path},
@@ -312,7 +330,7 @@ def score_model(key: str, args) -> dict:
 
     out = model_dir(key, args)
     steps = sorted(set(args.thresholds) | {args.steps})
-    rows = [r for r in ROWS if r in args.rows]
+    rows = [r for r in all_rows() if r in args.rows]
     tim = {r: timings(out, r, steps) for r in rows}
     common = [u for u in unit_strings(key, args) if all(u in tim[r][0] for r in rows)]
     res: dict = {"model": key, "label": label_of(key), "units": common, "steps": steps, "rows": {}}
@@ -511,10 +529,11 @@ def main() -> None:
     ap.add_argument("--only", default=None, help=f"comma list of: {', '.join(m[0] for m in MATRIX)}")
     ap.add_argument("--rows", default=",".join(ROWS), help="comma list of rows (default: all four)")
     ap.add_argument("--units", type=int, default=8, help="channels per model (not the MobileNetV2)")
-    ap.add_argument("--classes", type=int, default=32, help="BENCH classes of the MobileNetV2 (>= 32 for a verdict)")
+    ap.add_argument("--set", default="bench200", help=f"the MobileNetV2's class set: {', '.join(biq.CLASS_RULES)}")
+    ap.add_argument("--classes", type=int, default=None, help="only the first N classes of the set (interleaved)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=512)
-    ap.add_argument("--thresholds", default="16,32,64,128,256", help="snapshot steps below --steps")
+    ap.add_argument("--thresholds", default="8,16,24,32,48,64,96,128,192,256,384", help="snapshot steps below --steps")
     ap.add_argument("--batch", type=int, default=16, help="images per batch, both tools")
     ap.add_argument("--chunk", type=int, default=None, help="units per process (default: --batch)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -537,7 +556,7 @@ def main() -> None:
                             out=model_dir(args.model_key, args), size=args.size, steps=args.steps,
                             thresholds=args.thresholds, batch=args.batch, threads=args.threads,
                             lucent_path=args.lucent_path, t0=args.t0, device=args.device)
-        clock = worker_lucent(w) if args.worker == "lucent" else worker_fv(w)
+        clock = worker_lucent(w) if args.worker in LUCENT_ROWS else worker_fv(w)
         print(json.dumps(clock))
         return
     torch.set_num_threads(args.threads)
@@ -547,7 +566,7 @@ def main() -> None:
     if "mobilenet_v2" in keys and not (biq.MODEL_DIR.is_dir() and biq.JUDGE.is_file()):
         print("# mobilenet_v2 skipped: ../shared (weights, judge) not found", file=sys.stderr)
         keys.remove("mobilenet_v2")
-    if "lucent" in args.rows:
+    if set(LUCENT_ROWS) & set(args.rows):
         try:
             import lucent  # noqa: F401
         except ImportError:

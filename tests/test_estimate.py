@@ -29,7 +29,7 @@ def test_the_estimate_writes_nothing_and_prices_every_missing_unit(demo, tmp_pat
     out = tmp_path / "never"
     job = _job(demo, out)
     per_step = {"block1": 1.0, "block3": 3.0}  # seconds per step of a full batch, as if measured
-    monkeypatch.setattr(est_mod, "step_seconds", lambda m, r, b, images, size: per_step[b.layer])
+    monkeypatch.setattr(est_mod, "step_seconds", lambda m, r, units, images, size: per_step[units[0].layer])
     e = estimate(job)
     assert not out.exists()
     n1, n3 = demo.layer("block1").channels, demo.layer("block3").channels

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("circuits",),  # each unit's strongest inputs (expanded weights, attribution) and `fv circuit`'s figures
     ("examples",),  # dataset examples over an image folder
     ("sweep",),  # every unit of some layers, sharded and resumable
+    ("budget",),  # deadlines and budgets: the best measured schedule that fits the time, timed on this machine
     ("gallery",),  # the static HTML site of a sweep
     ("runner",),  # units -> batches -> pictures and records
     ("units",),  # unit strings and objective expressions -> typed units

@@ -53,6 +53,7 @@ def render(
     diversity_layer: Annotated[Optional[str], typer.Option("--diversity-layer", help="Layer whose Gram matrices are compared (default: the unit's layer).")] = None,
     negative: Annotated[bool, typer.Option("--negative", help="Render the most inhibiting image instead (KEY-neg; recipe variants.sign: negative).")] = False,
     both: Annotated[bool, typer.Option("--both", help="Render the negative and positive pair (KEY-neg, KEY-pos; recipe variants.sign: both).")] = False,
+    budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Seconds per unit: render on the best measured schedule (size, steps, levers; configs/schedules.yaml) that fits on this machine, timed before rendering. --size keeps the size fixed.")] = None,
 ) -> None:
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
     _setup(verbose, quiet)
@@ -69,7 +70,19 @@ def render(
     items = items or list(rec.units)
     if not items:
         raise FvError("no units given: name some (e.g. `fv render mixed4a:11`) or list them under `units:` in the recipe")
-    result = render_api(None, items, recipe=rec, out=out, progress=False if quiet else None)  # the library call
+    target = None
+    if budget is not None:
+        if steps is not None:
+            raise FvError("--budget chooses the steps itself; drop --steps (--size fixes the size)")
+        from ..budget import plan_render_budget
+        from ..models import load_model
+        from ..units.expr import parse_unit_arg
+
+        target = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
+        choice = plan_render_budget(target, rec, [u for t in items for u in parse_unit_arg(t, target)], budget, size)
+        typer.echo(choice.describe(budget))
+        rec = choice.recipe
+    result = render_api(target, items, recipe=rec, out=out, progress=False if quiet else None)  # the library call
     for p in result.pngs:
         typer.echo(str(p))
     if result.grid:

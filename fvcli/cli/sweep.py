@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import FvError
 from . import gallery as cli_gallery
 from .common import (
     BatchOpt,
@@ -53,12 +54,15 @@ def sweep_cmd(
     directions: Annotated[Optional[str], typer.Option("--directions", help="Sweep the rows of a dictionary (D, C) over LAYER instead of its channels: FILE.npy, FILE.pt[:KEY], FILE.safetensors[:KEY] (docs/guide/dictionaries.md); LAYER:0-63 picks rows.")] = None,
     names: Annotated[Optional[Path], typer.Option("--names", help="With --directions: a text file, one name per row (default FILE's stem + .names.txt if it exists).")] = None,
     cossim: Annotated[float, typer.Option("--cossim", min=0.0, help="With --directions: lucid's cosine-weighted dot product, dot * max(cos, 0.1)**P (0: plain dot).")] = 0.0,
-    estimate: Annotated[bool, typer.Option("--estimate", help="Render nothing and write nothing: plan this shard, time a few steps on this machine and print the predicted wall time.")] = False,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Render nothing and write nothing: plan this shard, time a few steps on this machine and print the predicted wall time (with --deadline: the schedule it would choose).")] = False,
+    deadline: Annotated[Optional[str], typer.Option("--deadline", help="Finish by then: 8h, 1h30m, 90m, or a time of day (06:30). Each batch gets the best measured schedule (size, steps, levers; configs/schedules.yaml) that fits the time left; a sweep that falls behind moves its remaining units to a cheaper one. --size keeps the size fixed. Writes into OUT-deadline.")] = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Render every channel of some layers into one directory: resumable, shardable; then sheets, manifest, gallery."""
     _setup(verbose, quiet)
+    import time
+
     from ..sweep import (
         default_out,
         finalize,
@@ -68,6 +72,11 @@ def sweep_cmd(
         shard_from_env,
     )
 
+    t_deadline = None
+    if deadline is not None:  # the clock starts now: loading and timing the machine count against it
+        from ..budget import parse_deadline
+
+        t_deadline = time.monotonic() + parse_deadline(deadline)
     rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device,
                        {"variants.panels": panels})
     extras = cli_gallery.parse_with(with_)
@@ -78,6 +87,13 @@ def sweep_cmd(
         v = rec.variants
         renderer = PanelRenderer(v.diversity if v.diversity > 1 else APPENDIX_FACETS, v.diversity_weight,
                                  v.diversity_layer)
+    if t_deadline is not None:
+        from ..sweep.deadline import check_deadline_recipe, deadline_renderer
+
+        if steps is not None:
+            raise FvError("--deadline chooses the steps itself; drop --steps (--size fixes the size)")
+        check_deadline_recipe(rec)
+        renderer = deadline_renderer(renderer)
     out = out if out is not None else default_out(rec, renderer=renderer)
     if directions is not None and out == default_out(rec, renderer=renderer):  # not the channels' directory
         out = out.with_name(f"{out.name}-dir-{Path(directions.split(':')[0]).stem}")
@@ -101,6 +117,15 @@ def sweep_cmd(
     job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite,
                         renderer=renderer, dry=estimate)
     i, n = i_n
+    planner = None
+    if t_deadline is not None:
+        from ..budget import load_schedules
+        from ..sweep.deadline import plan_deadline
+
+        planner = plan_deadline(job, renderer, t_deadline, load_schedules(), size)
+        typer.echo(f"deadline {deadline}, shard {i}/{n}: {planner.describe()}")
+        if estimate:
+            return
     if estimate:
         import torch
 
@@ -111,7 +136,10 @@ def sweep_cmd(
         typer.echo(f"estimate, shard {i}/{n} on {m.device} ({where}, {torch.get_num_threads()} threads): "
                    f"{estimate_sweep(job).describe()}")
         return
-    with _progress(rec.render.steps * len(job.todo), f"shard {i}/{n}", quiet) as bar:
+    total_steps = rec.render.steps * len(job.todo)
+    if planner is not None:
+        total_steps = planner.recipe_of(planner.choose()[0]).render.steps * len(job.todo)
+    with _progress(total_steps, f"shard {i}/{n}", quiet) as bar:
         report = job.run(on_step=lambda _s: bar.update(1), finalize_when_done=not no_finalize,
                          time_limit=None if time_limit is None else 60 * time_limit)
     if report.busy:
@@ -119,6 +147,10 @@ def sweep_cmd(
         return
     typer.echo(f"shard {i}/{n}: {report.batches} batch(es), {report.units} units (batch size {job.batch_size}): "
                f"{report.rendered} rendered, {report.skipped} already done ({report.seconds:.1f} s)")
+    if planner is not None:
+        from ..sweep.deadline import usage
+
+        typer.echo(usage(planner))
     if report.stopped_early:  # the sweep's state is a result (cron logs want it), not a hint
         typer.echo("time limit reached; rerun the same command to continue")
     if report.complete and extras:

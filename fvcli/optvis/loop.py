@@ -22,7 +22,7 @@ from .objectives import Objective
 from .optim import Adam, lr_factor
 from .param import make_param
 from .preconditioners import GradientSpec, apply_preconditioner, make_preconditioner
-from .transforms import Schedule, Step
+from .transforms import Schedule, Step, strength
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,8 @@ class LoopSettings:
     coarse_transforms: tuple[Step, ...] = ()  # ... with the transforms scaled to that size
     lr_schedule: str = "constant"  # the learning rate over the steps (optim.lr_factor)
     lr_warmup: int = 0
+    transforms_from: float = 1.0  # the transforms' strength at step 0 ... (transforms.strength)
+    transforms_ramp: int = 0  # ... rising (or falling) linearly to 1 at this step (0: 1 throughout)
 
 
 def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int], s: LoopSettings,
@@ -227,11 +229,13 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
         c = coarse_size(s.size, s.coarse_scale)
         small = make_param(s.param, unit_generators(seeds, "init"), c, c, s.decay_power, s.decorrelate,
                            s.sigmoid).to(model.device)
-        sched = Schedule.build(s.coarse_transforms, start, unit_generators(seeds, "transforms"), c, c, model.device)
+        sched = Schedule.build(s.coarse_transforms, start, unit_generators(seeds, "transforms"), c, c, model.device,
+                               strength(start, s.transforms_from, s.transforms_ramp))
         for snap in run(small, sched, start, s.lr, [t for t in s.thresholds if t < start], final=False,
                         schedule_steps=s.steps):
             yield Snapshot(snap.step, upsample(snap.images, s.size), snap.scores, None)
         hand_on(small, param)
     gens = unit_generators(seeds, "transforms" if start == 0 else "transforms-fine")
-    schedule = Schedule.build(s.transforms, s.steps - start, gens, h, w, model.device)
+    schedule = Schedule.build(s.transforms, s.steps - start, gens, h, w, model.device,
+                              strength(s.steps - start, s.transforms_from, s.transforms_ramp, offset=start))
     yield from run(param, schedule, s.steps, s.lr, s.thresholds, start=start)

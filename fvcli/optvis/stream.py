@@ -27,12 +27,20 @@ import torch
 from torch import nn
 
 from ..models import Capture, LoadedModel
-from .loop import FINITE_CHECK_EVERY, REDIRECT_STEPS, LoopSettings, NumericalFault, Snapshot, _nonfinite_rows, \
-    autocast, unit_generators
+from .loop import (
+    FINITE_CHECK_EVERY,
+    REDIRECT_STEPS,
+    LoopSettings,
+    NumericalFault,
+    Snapshot,
+    _nonfinite_rows,
+    autocast,
+    unit_generators,
+)
 from .objectives import Objective, PerImage
 from .optim import RowAdam, lr_factor
 from .param import make_param
-from .transforms import Schedule
+from .transforms import Schedule, strength
 
 STREAM_PARAMS = ("pixel", "fourier", "maco")
 
@@ -122,7 +130,7 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
         while queue and len(active) + len(entering) < slots:
             i, item = queue.pop()
             sched = Schedule.build(s.transforms, s.steps, unit_generators([item.seed], "transforms"), h, w,
-                                   model.device)
+                                   model.device, strength(s.steps, s.transforms_from, s.transforms_ramp))
             entering.append(_Slot(i, item, sched))
         if not entering:
             return

@@ -19,6 +19,13 @@ Beyond the article's suite (stronger robustness, as Xplique's and Horama's featu
 - `Copies(n)`: n independently transformed copies of every image per step (an ensemble); the objective is the mean
   over the copies, so the gradient averages over n transformations (n times the compute of a step).
 Noise and blur act after the warp, in chain order; all their random values come from the image's own generator.
+
+Strength over the steps (`render.transforms_from`, `render.transforms_ramp`; issue #29): a step's strength s scales
+every drawn amount -- jitter offsets and rotation angles by s, scale and zoom factors to the power s (their logarithm
+by s), blur sigmas and noise by s -- and goes linearly from `transforms_from` at step 0 to 1 at step
+`transforms_ramp` (absolute steps), 1 after. Weak to strong lets the first steps find the object before the full
+robustness shapes it; the random values drawn are the same at any strength, so a unit still sees the same
+transforms alone or in a batch.
 """
 from __future__ import annotations
 
@@ -135,25 +142,40 @@ def _pick(values: Sequence[float], n: int, gen: torch.Generator) -> torch.Tensor
     return torch.tensor(values, dtype=torch.float64)[idx]
 
 
-def draw(chain: Sequence[Step], steps: int, gen: torch.Generator, size: float = 224.0) -> torch.Tensor:
+def strength(steps: int, start: float, ramp: int, offset: int = 0) -> torch.Tensor | None:
+    """The transforms' strength at steps offset .. offset+steps-1 (float64), linear from `start` at step 0 to 1 at
+    step `ramp`, 1 after; None when it is 1 throughout (no ramp)."""
+    if ramp <= 0 or start == 1.0:
+        return None
+    t = torch.arange(offset, offset + steps, dtype=torch.float64)
+    return (start + (1.0 - start) * (t / ramp)).where(t < ramp, torch.ones((), dtype=torch.float64))
+
+
+def draw(chain: Sequence[Step], steps: int, gen: torch.Generator, size: float = 224.0,
+         st: torch.Tensor | None = None) -> torch.Tensor:
     """All affine matrices for one image: (steps, 2, 3) float64, in centered pixel coordinates (`size`: the image
-    side in pixels, which bounds a zoom's window)."""
+    side in pixels, which bounds a zoom's window; `st`: the strength of each step (steps,), see `strength`)."""
     a = torch.eye(3, dtype=torch.float64).expand(steps, 3, 3).clone()  # output -> input, composed left to right
     for step in chain:
         m = torch.eye(3, dtype=torch.float64).expand(steps, 3, 3).clone()
         if isinstance(step, Jitter):
             off = torch.randint(step.pixels + 1, (steps, 2), generator=gen).double() - step.pixels / 2
+            if st is not None:
+                off = off * st[:, None]
             m[:, 0, 2], m[:, 1, 2] = off[:, 0], off[:, 1]
         elif isinstance(step, Scale):
             s = _pick(step.factors, steps, gen)
+            if st is not None:
+                s = s ** st
             m[:, 0, 0], m[:, 1, 1] = 1 / s, 1 / s
         elif isinstance(step, Rotate):
-            ang = _pick(step.degrees, steps, gen) * (math.pi / 180)
+            ang = _pick(step.degrees, steps, gen) * (math.pi / 180) * (1.0 if st is None else st)
             c, s = torch.cos(ang), torch.sin(ang)
             m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, s, -s, c  # R(-a)
         elif isinstance(step, Zoom):
             u = torch.rand((steps, 3), generator=gen, dtype=torch.float64)
-            z = torch.exp(math.log(step.lo) + u[:, 0] * (math.log(step.hi) - math.log(step.lo)))
+            z = torch.exp((math.log(step.lo) + u[:, 0] * (math.log(step.hi) - math.log(step.lo))) *
+                          (1.0 if st is None else st))
             room = (1 - 1 / z).abs() * (size / 2)  # how far the window's center can move and stay inside
             m[:, 0, 0], m[:, 1, 1] = 1 / z, 1 / z
             m[:, 0, 2], m[:, 1, 2] = (2 * u[:, 1] - 1) * room, (2 * u[:, 2] - 1) * room
@@ -198,19 +220,23 @@ class Schedule:
     noise_seeds: tuple[int, ...] = ()
     post: tuple[Step, ...] = ()  # Noise / Blur steps in chain order
     hw: tuple[int, int] = (0, 0)  # the image size (for the noise)
+    noise_scale: tuple[float, ...] = ()  # the noise's strength per step (empty: 1 throughout)
 
     @staticmethod
     def build(chain: Sequence[Step], steps: int, gens: Sequence[torch.Generator], h: int, w: int,
-              device: torch.device) -> Schedule | None:
+              device: torch.device, st: torch.Tensor | None = None) -> Schedule | None:
+        """`st`: the strength of each of the `steps` steps (`strength()`; None: 1 throughout)."""
         if not any(isinstance(s, AFFINE + (Noise, Blur)) for s in chain):
             return None
         k, b = copies(chain), len(gens)
         per_image, sig, seeds = [], [], []
+        st_k = st.repeat_interleave(k) if st is not None else None  # the k copies of a step share its strength
         for g in gens:  # every random value of image b from gens[b]: affine first (the article's order), then ...
-            per_image.append(draw(chain, steps * k, g, min(h, w)).view(steps, k, 2, 3))
+            per_image.append(draw(chain, steps * k, g, min(h, w), st_k).view(steps, k, 2, 3))
             blur = next((s for s in chain if isinstance(s, Blur)), None)
             if blur is not None:  # ... blur sigmas, then the noise seeds
-                sig.append(blur.lo + torch.rand((steps, k), generator=g, dtype=torch.float64) * (blur.hi - blur.lo))
+                sg = blur.lo + torch.rand((steps, k), generator=g, dtype=torch.float64) * (blur.hi - blur.lo)
+                sig.append(sg if st is None else sg * st[:, None])
             if any(isinstance(s, Noise) for s in chain):
                 seeds.append(torch.randint(2**62, (k,), generator=g).tolist())
         mats = torch.stack(per_image, dim=2).reshape(steps, k * b, 2, 3)  # (steps, K, B) -> copy-major rows
@@ -223,7 +249,7 @@ class Schedule:
         row_seeds = tuple(seeds[bb][kk] for kk in range(k) for bb in range(b)) if seeds else ()
         post = tuple(s for s in chain if isinstance(s, (Noise, Blur)))
         return Schedule(theta.float().to(device), pad_value(chain), k, sigmas, noise.std if noise else 0.0,
-                        row_seeds, post, (h, w))
+                        row_seeds, post, (h, w), tuple(st.tolist()) if st is not None and noise else ())
 
     def draws(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """What step `step` needs: (theta (K*B, 2, 3), blur sigmas (K*B,) or None, noise (K*B, 3, H, W) or None)."""
@@ -232,7 +258,8 @@ class Schedule:
         if self.noise_std > 0:
             h, w = self.hw
             noise = torch.stack([torch.randn((3, h, w), generator=torch.Generator().manual_seed(
-                (s + step * 0x9E3779B97F4A7C15) % 2**63)) for s in self.noise_seeds]) * self.noise_std
+                (s + step * 0x9E3779B97F4A7C15) % 2**63)) for s in self.noise_seeds]) * (
+                self.noise_std * (self.noise_scale[step] if self.noise_scale else 1.0))
             noise = noise.to(self.thetas.device, non_blocking=True)  # a blocking copy would wait for the GPU
         return self.thetas[step], sig, noise
 

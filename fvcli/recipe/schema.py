@@ -71,6 +71,10 @@ class RenderRecipe:
     # the picture handed on at full size (0: off; pixel and Fourier params)
     coarse: float = field(default=0.0, metadata=_bounds(0.0, 0.95))
     coarse_scale: float = field(default=0.5, metadata=_bounds(0.1, 1.0))
+    # the transforms' strength over the steps (fvcli/optvis/transforms.py, `strength`): this multiple of the written
+    # amounts at step 0, linear to the written strength at step `transforms_ramp` (0: as written throughout)
+    transforms_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
+    transforms_ramp: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,8 @@ class Recipe:
                             channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)),
                             coarse_steps=int(round(r.coarse * r.steps)), coarse_scale=r.coarse_scale, coarse_transforms=coarse,
-                            lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup)
+                            lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup,
+                            transforms_from=r.transforms_from, transforms_ramp=r.transforms_ramp)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -209,6 +214,9 @@ class Recipe:
         if r.lr_schedule == "constant" and r.lr_warmup == 0:  # recipes from before schedules keep their hash
             d["render"].pop("lr_schedule")
             d["render"].pop("lr_warmup")
+        if r.transforms_ramp == 0 or r.transforms_from == 1.0:  # no ramp: recipes from before it keep their hash
+            d["render"].pop("transforms_from")
+            d["render"].pop("transforms_ramp")
         if r.coarse == 0:  # off: recipes from before coarse to fine keep their hash
             d["render"].pop("coarse")
             d["render"].pop("coarse_scale")

@@ -4,29 +4,18 @@ A sweep's time is almost all optimization steps, and a step's time depends on th
 the network runs before it), the size, the batch and the device -- things better measured than modelled. The
 estimate plans the sweep exactly as `fv sweep` would (same batches, same shard, what is already done in the
 directory subtracted; nothing is written), then times a few steps of one full batch at the cheapest and at the most
-expensive layer of the plan (after warm-up steps) and fits seconds per step linear in the layer's counted
+expensive layer of the plan (after warm-up steps; fvcli/budget/cost.py `step_seconds`) and fits seconds per step linear in the layer's counted
 multiply-adds (fvcli/sweep/plan.py `layer_costs`). Each batch then costs steps x its layer's seconds per step x
 (its images / the batch size); coarse-to-fine steps are timed at their own size. With `stop.converge` units can
 stop early, so the figure is an upper bound. Model loading and the per-unit files are not in it (seconds).
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import torch
-
-from ..models import LoadedModel
+from ..budget import step_seconds
 from ..optvis.coarse import coarse_size
-from ..optvis.loop import render_batch
-from ..optvis.objectives import PerImage
-from ..recipe import Recipe
-from ..runner.batch import unit_seed
-from .plan import PlannedBatch
 from .run import SweepJob
-
-PROBE_WARMUP = 2  # steps not timed (allocations, oneDNN's first-call kernel choice)
-PROBE_STEPS = 3  # steps timed per probe
 
 
 @dataclass
@@ -46,26 +35,6 @@ class Estimate:
                 f"({self.seconds:.0f} s)")
 
 
-def step_seconds(model: LoadedModel, recipe: Recipe, batch: PlannedBatch, images: int, size: int) -> float:
-    """Measured seconds per optimization step of `images` images of this batch's units at `size` px."""
-    units = (list(batch.units) * images)[:images]
-    objective = PerImage(tuple(u.objective(model) for u in units))
-    seeds = [unit_seed(recipe, model, u) for u in units]
-    full = recipe.loop_settings()
-    settings = replace(full, steps=PROBE_WARMUP + PROBE_STEPS, thresholds=(), size=size, coarse_steps=0,
-                       transforms=full.transforms if size == recipe.render.size else full.coarse_transforms)
-    stamps: list[float] = []
-
-    def on_step(_s: int) -> None:
-        if model.device.type == "cuda":  # the GPU runs behind the host: time what it did, not what was queued
-            torch.cuda.synchronize(model.device)
-        stamps.append(time.perf_counter())
-
-    for _ in render_batch(model, objective, seeds, settings, on_step=on_step):
-        pass
-    return (stamps[-1] - stamps[PROBE_WARMUP - 1]) / PROBE_STEPS
-
-
 def estimate(job: SweepJob) -> Estimate:
     recipe, bs = job.recipe, job.batch_size
     todo = job.todo
@@ -81,9 +50,9 @@ def estimate(job: SweepJob) -> Estimate:
     probes: dict[str, float] = {}
     coarse: dict[str, float] = {}
     for layer, b in ends.items():
-        probes[layer] = step_seconds(job.model, recipe, b, bs, r.size)
+        probes[layer] = step_seconds(job.model, recipe, b.units, bs, r.size)
         if coarse_steps:
-            coarse[layer] = step_seconds(job.model, recipe, b, bs, coarse_size(r.size, r.coarse_scale))
+            coarse[layer] = step_seconds(job.model, recipe, b.units, bs, coarse_size(r.size, r.coarse_scale))
 
     def fit(measured: dict[str, float], layer: str) -> float:
         """Seconds per step at `layer`: linear in its cost per unit through the two probes (one: that one)."""

@@ -1,0 +1,30 @@
+"""The early-quality levers of issue #29, written down before any of them was rendered on the class sets.
+
+Each lever is a list of `--set` items on top of the model's default recipe (configs/default.yaml /
+configs/mobilenet_v2.yaml); scripts/bench_time_to_quality.py renders it as the row `fv NAME`. They are chosen on the
+TUNE200 classes (scripts/bench_imagenet_quality.py's rule) and kept only if they win on BENCH200. Every schedule here
+is in absolute steps (the first 64 steps of a 128-step render are those of a 512-step one), so a short tuning run
+shows exactly the early curve of the full render.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LEVERS: dict[str, Callable[[int], list[str]]] = {
+    # transform strength, weak to strong: a quarter of the written pixel shifts, angles and log-scales at step 0,
+    # rising linearly to the full strength at step 64 (fvcli/optvis/transforms.py, `strength`)
+    "ramp": lambda steps: ["render.transforms_from=0.25", "render.transforms_ramp=64"],
+    # the reverse: 1.5 times the strength at step 0, down to the written strength at step 64
+    "reverse": lambda steps: ["render.transforms_from=1.5", "render.transforms_ramp=64"],
+    # a higher learning rate (twice the article's), constant
+    "lr0.1": lambda steps: ["render.lr=0.1"],
+    # coarse to fine done with what was learned: 64 steps at half the size (a quarter of the pixels), then handed on
+    # (fvcli/optvis/coarse.py); `render.coarse` is a fraction of the steps: 64 of them whatever the render's length
+    "coarse64": lambda steps: [f"render.coarse={64 / steps!r}"],
+}
+
+
+def lever_sets(row: str, steps: int) -> list[str]:
+    """The `--set` items of a row `fv NAME` in a render of `steps` steps (none for the rows that are not levers)."""
+    name = row[3:] if row.startswith("fv ") else row
+    return LEVERS[name](steps) if name in LEVERS else []
