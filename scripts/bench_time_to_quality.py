@@ -75,11 +75,10 @@ sys.path.insert(0, str(ROOT))
 import bench_imagenet_quality as biq  # noqa: E402  (BENCH rule, judge, Wilson)
 from bench_matrix import MATRIX  # noqa: E402  (the five models)
 from ttq_levers import LEVERS, lever_sets  # noqa: E402  (the early-quality levers)
+from ttq_report import plot_model, print_model, summary_table  # noqa: E402  (the analysis half)
 
 ROWS = ("fv default", "fv article", "fv converge", "lucent", "lucent batched")
 LUCENT_ROWS = ("lucent", "lucent batched")
-TARGET_RATIO = 20.0
-TARGET_TOP1 = 0.72
 IMG_DIR = ROOT / "docs" / "img"
 
 
@@ -333,7 +332,8 @@ def score_model(key: str, args) -> dict:
     rows = [r for r in all_rows() if r in args.rows]
     tim = {r: timings(out, r, steps) for r in rows}
     common = [u for u in unit_strings(key, args) if all(u in tim[r][0] for r in rows)]
-    res: dict = {"model": key, "label": label_of(key), "units": common, "steps": steps, "rows": {}}
+    res: dict = {"model": key, "label": label_of(key), "units": common, "steps": steps, "rows": {}, "size": args.size,
+                 "set": args.set if key == "mobilenet_v2" else None}
     if not common:
         return res
     rec = fv_recipe(key, "fv default", args.size, args.steps, args.thresholds, args.batch)
@@ -375,153 +375,6 @@ def score_model(key: str, args) -> dict:
                     r["top1"][s] = {"p": k1 / len(units), "k": k1, "ci": biq.wilson(k1, len(units))}
         res["rows"][row] = r
     return res
-
-
-def curve(r: dict, measure: str) -> list[tuple[float, float, int]]:
-    """[(seconds per unit, quality, step)] of a row, by time."""
-    q = r["objective"] if measure == "objective" else {s: v["p"] for s, v in r["top1"].items()}
-    if r["seconds"]:
-        return sorted((r["seconds"][s], q[s], s) for s in q)
-    last = max(q)
-    return [(r["converge_seconds"], q[last], last)] if r["converge_seconds"] else []
-
-
-def first_reach(pts: list[tuple[float, float, int]], level: float) -> tuple[float | None, bool]:
-    """(seconds at which the curve first reaches `level`, linear between snapshots; is it only a bound?)"""
-    for i, (t, q, _s) in enumerate(pts):
-        if q >= level:
-            if i == 0:
-                return t, True
-            t0, q0, _ = pts[i - 1]
-            return t0 + (level - q0) / (q - q0) * (t - t0), False
-    return None, False
-
-
-def above_everywhere(fv: list, lu: list) -> tuple[bool, str]:
-    def at(pts, T):
-        got = [q for t, q, _ in pts if t <= T]
-        return got[-1] if got else None
-
-    for T in sorted({t for t, _, _ in fv + lu if t <= lu[-1][0]}):
-        qf, ql = at(fv, T), at(lu, T)
-        if ql is not None and (qf is None or qf < ql):
-            return False, (f"at {T:.2f} s/unit fv {'has nothing yet' if qf is None else f'{qf:.3g}'} < "
-                           f"lucent {ql:.3g}")
-    return True, ""
-
-
-def summarize(res: dict, measure: str, steps: int) -> dict | None:
-    rows = res["rows"]
-    if "lucent" not in rows or "fv default" not in rows:
-        return None
-    lu, fv = curve(rows["lucent"], measure), curve(rows["fv default"], measure)
-    if not lu or not fv:
-        return None
-    level = next(q for t, q, s in lu if s == steps)
-    t_lu, _ = first_reach(lu, level)
-    t_fv, bound = first_reach(fv, level)
-    ok, why = above_everywhere(fv, lu)
-    return {"level": level, "lucent_s": t_lu, "fv_s": t_fv, "bound": bound,
-            "ratio": (t_lu / t_fv) if t_fv else None, "above": ok, "why": why}
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# printing and plotting
-
-
-def measures(res: dict) -> list[str]:
-    return (["judge top-1", "objective"] if res["model"] == "mobilenet_v2" else ["objective"])
-
-
-def print_model(res: dict, args) -> list[str]:
-    lines = [f"\n### {res['label']}: {len(res['units'])} units, {args.size} px, {args.steps} steps\n"]
-    steps = res["steps"]
-    lines.append("| row | measure | " + " | ".join(f"@{s}" for s in steps) + " |")
-    lines.append("|" + " --- |" * (len(steps) + 2))
-    for row, r in res["rows"].items():
-        if r["seconds"]:
-            lines.append(f"| {row} | s/unit | " + " | ".join(f"{r['seconds'][s]:.2f}" for s in steps) + " |")
-        else:
-            st = r.get("stop_steps") or []
-            lines.append(f"| {row} | s/unit | " + " | ".join("" for _ in steps[:-1]) +
-                         f" | {r['converge_seconds']:.2f} (whole run; stop step median "
-                         f"{sorted(st)[len(st) // 2] if st else '-'}, min {min(st) if st else '-'}) |")
-        if r["top1"]:
-            lines.append(f"| {row} | judge top-1 | " + " | ".join(
-                f"{r['top1'][s]['p']:.2f} [{r['top1'][s]['ci'][0]:.2f}, {r['top1'][s]['ci'][1]:.2f}]"
-                for s in steps) + " |")
-        lines.append(f"| {row} | objective | " + " | ".join(f"{r['objective'][s]:.3g}" for s in steps) + " |")
-    return lines
-
-
-def plot_model(res: dict, args) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("# matplotlib not installed (it belongs in the bench venv): no plot", file=sys.stderr)
-        return None
-    ms = measures(res)
-    fig, axes = plt.subplots(1, len(ms), figsize=(4.2 * len(ms), 3.1), dpi=80, squeeze=False)
-    styles = {"fv default": ("C0", "o-"), "fv article": ("C2", "s-"), "fv converge": ("C4", "*"),
-              "lucent": ("C3", "^--")}
-    for ax, m in zip(axes[0], ms):
-        for row, r in res["rows"].items():
-            pts = curve(r, m)
-            if not pts:
-                continue
-            color, style = styles[row]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, label=row, ms=5 if row !=
-                    "fv converge" else 11)
-            for t, q, s in pts:
-                if s in (pts[0][2], 128, args.steps):
-                    ax.annotate(str(s), (t, q), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("wall seconds per unit (incl. startup)", fontsize=8)
-        ax.set_ylabel(m, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{res['label'].replace('`', '')}: {len(res['units'])} units, {args.size} px", fontsize=9)
-    fig.tight_layout()
-    IMG_DIR.mkdir(parents=True, exist_ok=True)
-    path = IMG_DIR / f"ttq-{res['model']}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
-
-
-def summary_table(results: list[dict], args) -> list[str]:
-    lines = ["| model | units | quality | lucent @%d | lucent s/unit to it | fv default s/unit to it | "
-             "time-to-quality ratio | fv above lucent at every budget | fv default @%d | fv article @%d | "
-             "fv converge (s/unit, quality) |" % (args.steps, args.steps, args.steps),
-             "|" + " --- |" * 11]
-    for res in results:
-        for m in measures(res):
-            s = summarize(res, m, args.steps)
-            if s is None:
-                lines.append(f"| {res['label']} | {len(res['units'])} | {m} | (not measured) |" + " |" * 7)
-                continue
-            rows = res["rows"]
-
-            def final(row):
-                if row not in rows:
-                    return "-"
-                pts = curve(rows[row], m)
-                return f"{pts[-1][1]:.3g}" if pts else "-"
-
-            cv = curve(rows["fv converge"], m) if "fv converge" in rows else []
-            ratio = "fv never reaches it" if s["ratio"] is None else (
-                f"{'≥ ' if s['bound'] else ''}{s['ratio']:.1f}×" + (" ✓" if s["ratio"] >= TARGET_RATIO else
-                                                                     " (target 20×)"))
-            fv_s = "—" if s["fv_s"] is None else f"{'≤ ' if s['bound'] else ''}{s['fv_s']:.2f}"
-            lines.append(f"| {res['label']} | {len(res['units'])} | {m} | {s['level']:.3g} | {s['lucent_s']:.2f} | "
-                         f"{fv_s} | {ratio} | {'yes' if s['above'] else 'no: ' + s['why']} | {final('fv default')} | "
-                         f"{final('fv article')} | "
-                         f"{f'{cv[0][0]:.2f} s, {cv[0][1]:.3g}' if cv else '-'} |")
-    return lines
 
 
 def main() -> None:
@@ -596,7 +449,7 @@ def main() -> None:
         for line in print_model(res, args):
             print(line)
         if not args.no_plot:
-            p = plot_model(res, args)
+            p = plot_model(res, args, IMG_DIR)
             if p:
                 print(f"\n![{key}]({os.path.relpath(p, ROOT / 'docs' / 'reports')})")
     results = [r for r in results if r["units"]]

@@ -26,5 +26,5 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
 
 def lever_sets(row: str, steps: int) -> list[str]:
     """The `--set` items of a row `fv NAME` in a render of `steps` steps (none for the rows that are not levers)."""
-    name = row[3:] if row.startswith("fv ") else row
+    name = row.removeprefix("fv ")
     return LEVERS[name](steps) if name in LEVERS else []

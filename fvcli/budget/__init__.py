@@ -1,7 +1,7 @@
 """Budgets and deadlines: the best picture that fits the time (`fv sweep --deadline`, `fv render --budget`).
 
 A researcher with a night, not a step count, in mind asks for "the best pictures of these layers by 8 am". This stage
-answers with measurements, not guesses: configs/schedules.yaml lists render schedules (size, steps, the early-quality
+answers with measurements, not guesses: fvcli/budget/schedules.yaml lists render schedules (size, steps, the early-quality
 levers) with the quality each reached on the TUNE200 classes of the real MobileNetV2
 (scripts/bench_time_to_quality.py, docs/reports/time-to-quality.md); `cost` times a few steps of this machine at the
 sizes those schedules use (as `fv sweep --estimate` does); `planner` picks the best schedule whose predicted time fits,

@@ -1,4 +1,4 @@
-"""Render schedules and the quality each was measured to reach (configs/schedules.yaml).
+"""Render schedules and the quality each was measured to reach (fvcli/budget/schedules.yaml).
 
 A schedule is what a deadline may trade: the render size, the number of steps and the early-quality levers (a few
 `--set` items). Its quality is a measurement, never a model: the open judge's top-1 on the TUNE200 classes of the real
@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import FvError
 from ..recipe import Recipe, from_dict, parse_set, read_yaml, set_path
 
-TABLE = Path(__file__).resolve().parents[1] / "configs" / "schedules.yaml"
+TABLE = Path(__file__).resolve().parent / "schedules.yaml"  # written by scripts/ttq_schedules.py
 ENV = "FV_SCHEDULES"  # another table (your own measurements, same format) instead of the shipped one
 
 

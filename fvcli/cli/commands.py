@@ -53,7 +53,7 @@ def render(
     diversity_layer: Annotated[Optional[str], typer.Option("--diversity-layer", help="Layer whose Gram matrices are compared (default: the unit's layer).")] = None,
     negative: Annotated[bool, typer.Option("--negative", help="Render the most inhibiting image instead (KEY-neg; recipe variants.sign: negative).")] = False,
     both: Annotated[bool, typer.Option("--both", help="Render the negative and positive pair (KEY-neg, KEY-pos; recipe variants.sign: both).")] = False,
-    budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Seconds per unit: render on the best measured schedule (size, steps, levers; configs/schedules.yaml) that fits on this machine, timed before rendering. --size keeps the size fixed.")] = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Seconds per unit: render on the best measured schedule (size, steps, levers; fvcli/budget/schedules.yaml) that fits on this machine, timed before rendering. --size keeps the size fixed.")] = None,
 ) -> None:
     """Render units: KEY.png + KEY.json each in --out, and grid.png for several."""
     _setup(verbose, quiet)

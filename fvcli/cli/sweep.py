@@ -55,7 +55,7 @@ def sweep_cmd(
     names: Annotated[Optional[Path], typer.Option("--names", help="With --directions: a text file, one name per row (default FILE's stem + .names.txt if it exists).")] = None,
     cossim: Annotated[float, typer.Option("--cossim", min=0.0, help="With --directions: lucid's cosine-weighted dot product, dot * max(cos, 0.1)**P (0: plain dot).")] = 0.0,
     estimate: Annotated[bool, typer.Option("--estimate", help="Render nothing and write nothing: plan this shard, time a few steps on this machine and print the predicted wall time (with --deadline: the schedule it would choose).")] = False,
-    deadline: Annotated[Optional[str], typer.Option("--deadline", help="Finish by then: 8h, 1h30m, 90m, or a time of day (06:30). Each batch gets the best measured schedule (size, steps, levers; configs/schedules.yaml) that fits the time left; a sweep that falls behind moves its remaining units to a cheaper one. --size keeps the size fixed. Writes into OUT-deadline.")] = None,
+    deadline: Annotated[Optional[str], typer.Option("--deadline", help="Finish by then: 8h, 1h30m, 90m, or a time of day (06:30). Each batch gets the best measured schedule (size, steps, levers; fvcli/budget/schedules.yaml) that fits the time left; a sweep that falls behind moves its remaining units to a cheaper one. --size keeps the size fixed. Writes into OUT-deadline.")] = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -112,7 +112,7 @@ def sweep_cmd(
 
     m = load_model(rec.model_options(), rec.render.device, rec.render.channels_last)
     units = select_units(m, layer_specs, directions, str(names) if names else None, cossim)
-    if renderer is not None and renderer.diversity_layer is not None:
+    if getattr(renderer, "diversity_layer", None) is not None:
         m.layer(renderer.diversity_layer)  # validates (names the valid layers)
     job = prepare_sweep(m, rec, units, out, batch_size=rec.render.batch_size, shard=i_n, overwrite=overwrite,
                         renderer=renderer, dry=estimate)

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Write fvcli/budget/schedules.yaml -- the schedules `fv sweep --deadline` and `fv render --budget` choose from --
+from TUNE200 runs of scripts/bench_time_to_quality.py (its --json-out files).
+
+    .venv-bench/bin/python scripts/ttq_schedules.py runs/ttq-tune-224.json runs/ttq-tune-128.json \\
+        --rows "fv default,fv ramp" --out fvcli/budget/schedules.yaml
+
+A schedule is a row of a run (fv default, or a lever that won on BENCH200: scripts/ttq_levers.py) stopped at one of
+its snapshot steps: a snapshot at step s of a render whose schedules are in absolute steps (constant learning rate,
+the transform ramp) is, up to its random draws, the picture an s-step render of that row gives. A coarse-to-fine
+row is only taken past its coarse phase. Its quality: the open judge's top-1 over the run's classes at that step (and
+the mean class logit). When two runs measured the same (size, row, steps), the one with more classes wins.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from ttq_levers import lever_sets  # noqa: E402
+
+OUT = HERE.parent / "fvcli" / "budget" / "schedules.yaml"
+
+
+def rows_of(spec: str, wanted: set[str]) -> list[dict]:
+    """One entry per (row, step) of a run's MobileNetV2 result (`FILE` or `FILE:SIZE` for a file without its size)."""
+    name, _, given = spec.partition(":")
+    path = Path(name)
+    out = []
+    for res in json.loads(path.read_text()):
+        if res.get("model") != "mobilenet_v2":
+            continue
+        size = int(res.get("size") or given)
+        n = len(res["units"])
+        for row, r in res["rows"].items():
+            if row not in wanted or not r.get("top1"):
+                continue
+            for s, t in r["top1"].items():
+                steps = int(s)
+                sets = lever_sets(row, steps)
+                coarse = [x for x in sets if x.startswith("render.coarse=")]
+                if coarse and float(coarse[0].split("=", 1)[1]) >= 1:  # still in the coarse phase: not a schedule
+                    continue
+                out.append({"name": f"{size}px-{row.removeprefix('fv ')}-{steps}", "size": size,
+                            "steps": steps, "set": sets, "top1": round(float(t["p"]), 4),
+                            "objective": round(float(r["objective"][s]), 3), "n": n,
+                            "ci": [round(float(c), 3) for c in t["ci"]], "run": path.name})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="--json-out files of TUNE200 runs (FILE, or FILE:SIZE)")
+    ap.add_argument("--rows", default="fv default", help="the rows that become schedules (default + kept levers)")
+    ap.add_argument("--min-steps", type=int, default=16, help="shorter snapshots are not offered")
+    ap.add_argument("--note", default="", help="a line for the header (machine, date, what was run)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args()
+    wanted = {r.strip() for r in a.rows.split(",") if r.strip()}
+    best: dict[tuple, dict] = {}
+    for p in a.runs:
+        for e in rows_of(p, wanted):
+            key = (e["size"], e["name"])
+            if e["steps"] >= a.min_steps and (key not in best or e["n"] > best[key]["n"]):
+                best[key] = e
+    if not best:
+        sys.exit("ttq_schedules: no MobileNetV2 rows with judge scores in those runs")
+    entries = sorted(best.values(), key=lambda e: (e["size"], e["name"].rsplit("-", 1)[0], e["steps"]))
+    lines = [
+        "# Render schedules for `fv sweep --deadline` and `fv render --budget` (fvcli/budget), written by",
+        "# scripts/ttq_schedules.py from scripts/bench_time_to_quality.py runs on the TUNE200 classes of the real",
+        "# MobileNetV2 (../shared): top1 = the open judge's top-1 over n classes at that step (ci: 95 % Wilson),",
+        "# objective = the mean class logit. Measured, never edited by hand; docs/reports/time-to-quality.md.",
+        f"# Written {time.strftime('%Y-%m-%d')} from: {', '.join(Path(p.split(':')[0]).name for p in a.runs)}; "
+        f"rows: {', '.join(sorted(wanted))}.",
+    ] + ([f"# {a.note}"] if a.note else []) + ["schedules:"]
+    for e in entries:
+        lines.append(f"  - {{name: {e['name']}, size: {e['size']}, steps: {e['steps']}, set: {json.dumps(e['set'])}, "
+                     f"top1: {e['top1']}, objective: {e['objective']}, n: {e['n']}, ci: {json.dumps(e['ci'])}}}")
+    a.out.write_text("\n".join(lines) + "\n")
+    print(f"{a.out}: {len(entries)} schedules")
+
+
+if __name__ == "__main__":
+    main()

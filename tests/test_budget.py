@@ -1,0 +1,156 @@
+"""Deadlines and budgets (fvcli/budget, `fv sweep --deadline`, `fv render --budget`; issue #29): durations, the
+schedules table, the planner's choice and its re-choice when the machine turns out slower, and the commands end to
+end on the demo model with a table of our own."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from fvcli.budget import BatchPlan, DeadlinePlanner, RenderSchedule, StepCosts, load_schedules, parse_deadline
+from fvcli.budget.durations import parse_duration
+from fvcli.budget.schedules import candidates
+from fvcli.errors import FvError
+from fvcli.recipe import load_recipe
+
+TABLE = """# a test table: demo logits at 32 and 16 px
+schedules:
+  - {name: s32-48, size: 32, steps: 48, top1: 0.9, objective: 9}
+  - {name: s32-12, size: 32, steps: 12, top1: 0.6, objective: 6, set: ["render.transforms_from=0.25", "render.transforms_ramp=8"]}
+  - {name: s16-12, size: 16, steps: 12, top1: 0.3, objective: 3}
+"""
+
+
+@pytest.fixture
+def table(tmp_path, monkeypatch):
+    p = tmp_path / "schedules.yaml"
+    p.write_text(TABLE)
+    monkeypatch.setenv("FV_SCHEDULES", str(p))
+    return p
+
+
+def test_durations_and_times_of_day():
+    assert parse_duration("8h") == 8 * 3600 and parse_duration("1h30m") == 5400 and parse_duration("90m") == 5400
+    assert parse_duration("2d") == 172800 and parse_duration("45s") == 45 and parse_duration("1.5") == 5400
+    now = dt.datetime(2026, 12, 7, 22, 0)
+    assert parse_deadline("06:30", now) == 8.5 * 3600  # the next 06:30: tomorrow morning
+    assert parse_deadline("23:00", now) == 3600
+    for bad in ("8x", "h", "8h cats", "-3h", "25:00"):
+        with pytest.raises(FvError, match="bad duration|bad deadline"):
+            parse_deadline(bad, now)
+
+
+def test_the_table_is_read_best_first_and_filtered_by_size(table, tmp_path):
+    s = load_schedules()
+    assert [x.name for x in s] == ["s32-48", "s32-12", "s16-12"]
+    assert [x.name for x in candidates(s, 16)] == ["s16-12"]
+    with pytest.raises(FvError, match="no measured schedule at 64 px.*16, 32 px"):
+        candidates(s, 64)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schedules:\n  - {name: x, size: 32}\n")
+    with pytest.raises(FvError, match="bad.yaml: schedule 1 is malformed"):
+        load_schedules(bad)
+    with pytest.raises(FvError, match="not found"):
+        load_schedules(tmp_path / "none.yaml")
+
+
+def test_the_shipped_table_is_measured_and_loads():
+    shipped = load_schedules()
+    assert shipped and all(0 <= s.top1 <= 1 and s.steps >= 1 for s in shipped)
+    base = load_recipe(None)
+    for s in shipped:  # every row applies to the default recipe
+        r = s.recipe(base)
+        assert (r.render.size, r.render.steps) == (s.size, s.steps)
+
+
+def test_a_schedule_applies_its_size_steps_and_levers():
+    base = load_recipe(None, ["render.thresholds=[8, 32]"])
+    s = RenderSchedule("x", 128, 16, ("render.transforms_from=0.25", "render.transforms_ramp=8"), 0.5, 1.0)
+    r = s.recipe(base)
+    assert (r.render.size, r.render.steps, r.render.thresholds) == (128, 16, (8,))
+    assert (r.render.transforms_from, r.render.transforms_ramp) == (0.25, 8)
+    assert r.model == base.model and r.transforms == base.transforms
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def planner(deadline: float, clock: Clock) -> DeadlinePlanner:
+    schedules = (RenderSchedule("big", 32, 100, (), 0.9, 9.0), RenderSchedule("mid", 32, 40, (), 0.7, 7.0),
+                 RenderSchedule("small", 16, 10, (), 0.3, 3.0))
+    costs = StepCosts(8, {"a": 1.0, "b": 3.0}, {32: {"a": 0.1, "b": 0.3}, 16: {"a": 0.05, "b": 0.15}})
+    batches = [BatchPlan(f"a/{i}", "a", 8) for i in range(5)] + [BatchPlan(f"b/{i}", "b", 4) for i in range(5)]
+    return DeadlinePlanner(load_recipe(None, ["model.name=demo"]), schedules, costs, batches, deadline, clock=clock)
+
+
+def test_the_planner_picks_the_best_that_fits_and_moves_down_when_behind():
+    clock = Clock()
+    # every batch on "big": 5 x 100 x 0.1 + 5 x 100 x 0.3 x 0.5 = 125 s; "mid": 50 s; "small": 6.25 s
+    p = planner(200, clock)
+    assert p.predicted(p.schedules[0]) == pytest.approx(125)
+    assert p.pick("a/0").name == "big" and p.pick("a/0").name == "big"  # a retried batch keeps its schedule
+    clock.t = 60  # the first batch took 60 s where 10 were predicted: a machine 6x slower than its probes
+    p.observe("a/0", 60)
+    assert p.speed == pytest.approx(6)
+    # what is left: big 115 x 6 = 690 s, mid 46 x 6 = 276 s, small 5.75 x 6 = 34.5 s; 140 s left minus the reserve
+    assert p.pick("a/1").name == "small"
+    s, secs, fits = p.choose()
+    assert s.name == "small" and fits and secs == pytest.approx(34.5)
+    clock.t = 61
+    p.observe("a/1", 0.5)
+    assert p.speed == pytest.approx(60.5 / 10.5)  # the speed over all batches so far: one outlier is not forgotten
+    assert [h["schedule"] for h in p.history] == ["big", "small"]
+
+
+def test_the_planner_moves_up_when_the_machine_is_faster_than_its_probes():
+    clock = Clock()
+    p = planner(60, clock)  # 30 s after the reserve: only "small" (6.25 s) fits as probed
+    assert p.pick("a/0").name == "small"
+    clock.t = 0.05
+    p.observe("a/0", 0.05)  # predicted 0.5 s: ten times faster
+    assert p.speed == pytest.approx(0.1) and p.pick("a/1").name == "big"  # (125 - 10) x 0.1 = 11.5 s now fits
+
+
+def test_nothing_fits_the_cheapest_and_the_plan_says_it_is_late():
+    clock = Clock()
+    p = planner(3, clock)
+    s, secs, fits = p.choose()
+    assert s.name == "small" and not fits
+    assert "NOT in time" in p.describe()
+    assert "finishing" in planner(3600, clock).describe()
+
+
+def test_a_deadline_sweep_on_the_demo_model(cli, table, tmp_path):
+    out = tmp_path / "sw"
+    args = ("sweep", "block1", "--model", "demo", "--set", "render.size=32", "--batch-size", "8", "--out", out, "-q")
+    est = cli(*args, "--deadline", "1h", "--estimate")
+    assert est.exit_code == 0, est.output
+    assert "schedule s32-48 (32 px, 48 steps)" in est.output and not out.exists()  # an hour is plenty
+    tight = cli(*args, "--deadline", "1h", "--size", "16")
+    assert tight.exit_code == 0, tight.output
+    recs = [json.loads(p.read_text()) for p in sorted((out / "layers" / "block1").glob("*.json"))]
+    assert recs and all(r["schedule"]["name"] == "s16-12" and r["schedule"]["size"] == 16 for r in recs)
+    assert "deadline:" in tight.output and "batch(es) on s16-12" in tight.output
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["renderer"]["name"] == "deadline"
+    bad = cli(*args, "--deadline", "tomorrow")
+    assert bad.exit_code == 2 and "bad duration 'tomorrow'" in bad.output
+    steps = cli(*args, "--deadline", "1h", "--steps", "8")
+    assert steps.exit_code == 2 and "drop --steps" in steps.output
+
+
+def test_a_render_within_a_budget(cli, table, tmp_path):
+    rich = cli("render", "logit:3", "--model", "demo", "--budget", "1000", "--out", tmp_path / "a", "-q")
+    assert rich.exit_code == 0, rich.output
+    assert "schedule s32-48" in rich.output and "within" in rich.output
+    rec = json.loads((tmp_path / "a" / "logit-00003.json").read_text())
+    assert (rec["recipe"]["render"]["steps"], rec["size"]) == (48, 32)
+    poor = cli("render", "logit:3", "--model", "demo", "--budget", "0", "--out", tmp_path / "b", "-q")
+    # nothing fits: the cheapest as timed here (48 steps at 32 px are never it; 16 px vs 32 px at 12 steps is timing)
+    assert poor.exit_code == 0 and "OVER" in poor.output and "s32-48" not in poor.output
