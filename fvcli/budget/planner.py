@@ -64,6 +64,14 @@ class DeadlinePlanner:
         left = self._left.values() if batches is None else batches
         return self.speed * sum(self.costs.seconds(rec, b.layer, b.images) for b in left)
 
+    def by_layer(self, s: RenderSchedule) -> dict[str, float]:
+        """Predicted seconds per layer of what is left on schedule `s` (a layer run alone can be checked by it)."""
+        rec = self.recipe_of(s)
+        out: dict[str, float] = {}
+        for b in self._left.values():
+            out[b.layer] = out.get(b.layer, 0.0) + self.speed * self.costs.seconds(rec, b.layer, b.images)
+        return out
+
     def time_left(self) -> float:
         return self.deadline - self.clock()
 

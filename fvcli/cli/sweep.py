@@ -125,6 +125,8 @@ def sweep_cmd(
         planner = plan_deadline(job, renderer, t_deadline, load_schedules(), size)
         typer.echo(f"deadline {deadline}, shard {i}/{n}: {planner.describe()}")
         if estimate:
+            layers = planner.by_layer(planner.choose()[0])
+            typer.echo("per layer: " + ", ".join(f"{ly} {s / 60:.1f} min" for ly, s in layers.items()))
             return
     if estimate:
         import torch
