@@ -21,6 +21,10 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     # coarse to fine done with what was learned: 64 steps at half the size (a quarter of the pixels), then handed on
     # (fvcli/optvis/coarse.py); `render.coarse` is a fraction of the steps: 64 of them whatever the render's length
     "coarse64": lambda steps: [f"render.coarse={64 / steps!r}"],
+    # round 2, added after the first 32 TUNE200 classes of round 1 (coarse64 and lr0.1 ahead there on the judge at
+    # 224 px; ramp and reverse not): a longer coarse phase, and the two together
+    "coarse96": lambda steps: [f"render.coarse={96 / steps!r}"],
+    "coarse64+lr0.1": lambda steps: [f"render.coarse={64 / steps!r}", "render.lr=0.1"],
 }
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from fvcli.budget import cost as cost_mod
 from fvcli.models import ModelOptions, load_model
 from fvcli.recipe import load_recipe
-from fvcli.sweep import estimate as est_mod
 from fvcli.sweep import prepare_sweep, select_units
 from fvcli.sweep.estimate import estimate
 
@@ -29,7 +29,7 @@ def test_the_estimate_writes_nothing_and_prices_every_missing_unit(demo, tmp_pat
     out = tmp_path / "never"
     job = _job(demo, out)
     per_step = {"block1": 1.0, "block3": 3.0}  # seconds per step of a full batch, as if measured
-    monkeypatch.setattr(est_mod, "step_seconds", lambda m, r, units, images, size: per_step[units[0].layer])
+    monkeypatch.setattr(cost_mod, "step_seconds", lambda m, r, units, images, size: per_step[units[0].layer])
     e = estimate(job)
     assert not out.exists()
     n1, n3 = demo.layer("block1").channels, demo.layer("block3").channels
@@ -39,7 +39,7 @@ def test_the_estimate_writes_nothing_and_prices_every_missing_unit(demo, tmp_pat
 
 
 def test_what_is_done_is_not_priced_again(demo, tmp_path, monkeypatch):
-    monkeypatch.setattr(est_mod, "step_seconds", lambda m, r, b, images, size: 1.0)
+    monkeypatch.setattr(cost_mod, "step_seconds", lambda m, r, units, images, size: 1.0)
     out = tmp_path / "sweep"
     assert estimate(_job(demo, out, "render.steps=2", layers=("block1",))).units == demo.layer("block1").channels
     rec = load_recipe(None, ["render.size=32", "render.steps=2", "model.name=demo"])
@@ -53,11 +53,11 @@ def test_what_is_done_is_not_priced_again(demo, tmp_path, monkeypatch):
 def test_coarse_to_fine_and_stop_converge_are_priced_as_they_run(demo, tmp_path, monkeypatch):
     seen = []
 
-    def probe(m, r, b, images, size):
+    def probe(m, r, units, images, size):
         seen.append(size)
         return 1.0 if size == 32 else 0.25
 
-    monkeypatch.setattr(est_mod, "step_seconds", probe)
+    monkeypatch.setattr(cost_mod, "step_seconds", probe)
     e = estimate(_job(demo, tmp_path / "a", "render.coarse=0.6", layers=("block1",)))
     assert sorted(set(seen)) == [16, 32]
     n = demo.layer("block1").channels // 4
