@@ -154,3 +154,28 @@ def test_a_render_within_a_budget(cli, table, tmp_path):
     poor = cli("render", "logit:3", "--model", "demo", "--budget", "0", "--out", tmp_path / "b", "-q")
     # nothing fits: the cheapest as timed here (48 steps at 32 px are never it; 16 px vs 32 px at 12 steps is timing)
     assert poor.exit_code == 0 and "OVER" in poor.output and "s32-48" not in poor.output
+
+
+def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
+    """scripts/ttq_schedules.py turns a benchmark's scored rows into schedules: each snapshot step of a kept row, a
+    coarse row only past its coarse phase, and the file loads (best first)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    top1 = lambda ps: {str(s): {"p": p, "k": 0, "ci": [0, 1]} for s, p in ps.items()}  # noqa: E731
+    res = [{"model": "mobilenet_v2", "size": 224, "units": ["logit:3"] * 10, "rows": {
+        "fv default": {"top1": top1({32: 0.2, 64: 0.3, 128: 0.5}), "objective": {"32": 1, "64": 2, "128": 3}},
+        "fv coarse64": {"top1": top1({32: 0.3, 64: 0.4, 128: 0.6}), "objective": {"32": 1, "64": 1, "128": 3}},
+        "fv lr0.1": {"top1": top1({128: 0.9}), "objective": {"128": 9}}}}]
+    runs = tmp_path / "tune.json"
+    runs.write_text(json.dumps(res))
+    out = tmp_path / "s.yaml"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ttq_schedules.py"
+    p = subprocess.run([sys.executable, script, str(runs), "--rows", "fv default,fv coarse64", "--out", str(out)],
+                       capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    s = load_schedules(out)
+    assert [x.name for x in s] == ["224px-coarse64-128", "224px-default-128", "224px-default-64", "224px-default-32"]
+    assert s[0].sets == ("render.coarse=0.5",) and s[0].steps == 128  # 64 of 128 steps coarse
+    assert "lr0.1" not in out.read_text()  # a row not kept is not offered
