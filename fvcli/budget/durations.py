@@ -15,6 +15,13 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
+def fmt_duration(seconds: float) -> str:
+    """`42 s`, `12.5 min`, `7.6 h`: a duration as a person reads it."""
+    s = abs(seconds)
+    text = f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
+    return ("-" if seconds < 0 else "") + text
+
+
 def parse_duration(text: str) -> float:
     """Seconds in `8h`, `1h30m`, `90m`, `45s`, `2d`, `1.5h` (a bare number is hours)."""
     t = text.strip().lower().replace(" ", "")

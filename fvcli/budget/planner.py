@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..recipe import Recipe
 from .cost import StepCosts
+from .durations import fmt_duration
 from .schedules import RenderSchedule
 
 RESERVE = 0.05  # of the time left, held back for what the step costs do not cover (and the prediction's noise)
@@ -113,14 +114,16 @@ class DeadlinePlanner:
         s, secs, fits = self.choose()
         finish = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + secs))
         left = self.time_left()
-        others = ", ".join(f"{o.name} {self.predicted(o) / 3600:.1f} h" for o in self.schedules[:6] if o is not s)
+        others = ", ".join(f"{o.name} {fmt_duration(self.predicted(o))}" for o in self.schedules[:6] if o is not s)
         head = (f"schedule {s.name} ({s.size} px, {s.steps} steps{', ' + ' '.join(s.sets) if s.sets else ''}): "
                 f"expected quality top-1 {s.top1:.2f} on the schedules table's classes; ")
         if fits:
-            return head + (f"predicted {secs / 3600:.2f} h for {len(self._left)} batches, finishing {finish} "
-                           f"({(left - secs) / 60:.0f} min before the deadline). Others: {others}")
-        return head + (f"NOT in time: even the cheapest schedule needs {secs / 3600:.2f} h of the {left / 3600:.2f} h "
-                       f"left (finishing {finish}); render fewer units, shard the sweep or give it longer")
+            return head + (f"predicted {fmt_duration(secs)} for {len(self._left)} batches, finishing {finish} "
+                           f"({fmt_duration(left - secs)} before the deadline). Others: {others}")
+        return head + (f"NOT in time: even the cheapest schedule needs {fmt_duration(secs)}, and of the "
+                       f"{fmt_duration(left)} left {fmt_duration(max(0.0, self.budget()))} are for rendering (the rest "
+                       f"is held back for loading, files and finalize); finishing {finish}: render fewer units, shard "
+                       f"the sweep or give it longer")
 
 
 def choose_for_budget(base: Recipe, schedules: Sequence[RenderSchedule], costs: StepCosts, layer_images:

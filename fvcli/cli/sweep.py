@@ -126,7 +126,7 @@ def sweep_cmd(
         typer.echo(f"deadline {deadline}, shard {i}/{n}: {planner.describe()}")
         if estimate:
             layers = planner.by_layer(planner.choose()[0])
-            typer.echo("per layer: " + ", ".join(f"{ly} {s / 60:.1f} min" for ly, s in layers.items()))
+            typer.echo("per layer: " + ", ".join(f"{ly} {s / 60:.2f} min" for ly, s in layers.items()))
             return
     if estimate:
         import torch
