@@ -131,11 +131,13 @@ IMAGENET_QUALITY_ARGS ?=
 bench-quality-imagenet: $(BENCH_VENV)/.ok
 	PYTHONPATH=$(CURDIR) $(BENCH_VENV)/bin/python scripts/bench_imagenet_quality.py --vs-lucent $(IMAGENET_QUALITY_ARGS)
 
-# Time to quality (scripts/bench_time_to_quality.py, issue #20): per model of the matrix, quality (the unit's objective
-# on the 8-bit PNG; on the MobileNetV2 classes also the open judge's top-1) vs wall seconds per unit for fv default,
-# fv article, fv default + stop.converge and lucent's defaults, in alternating fresh processes; the time-to-quality
-# ratio, plots in docs/img/ttq-MODEL.png. Resumable (renders cached in runs/ttq/). TTQ_ARGS e.g.
-# TTQ_ARGS="--only mobilenet_v2 --classes 32" or "--only resnet50,convnext_tiny --units 4".
+# Time to quality (scripts/bench_time_to_quality.py, issues #20 and #29): per model of the matrix, quality (the unit's
+# objective on the 8-bit PNG; on the MobileNetV2 classes also the open judge's top-1) vs wall seconds per unit for fv's
+# rows (default, article, stop.converge, the levers of scripts/ttq_levers.py) and lucent (one render_vis per unit, and
+# batched), in alternating fresh processes; the time-to-quality ratios, plots in docs/img/ttq-*.png. Resumable
+# (renders cached in runs/ttq/). TTQ_ARGS e.g. TTQ_ARGS="--only mobilenet_v2 --set bench200 --size 224 --rows 'fv
+# default,lucent'" (hours on a CPU), "--only mobilenet_v2 --classes 32", "--only resnet50,convnext_tiny --units 4".
+# The schedules table of --deadline / --budget: scripts/ttq_schedules.py on TUNE200 runs (docs/guide/speed.md).
 TTQ_ARGS ?=
 .PHONY: bench-ttq
 bench-ttq: $(BENCH_VENV)/.ok
