@@ -7,8 +7,9 @@ from TUNE200 runs of scripts/bench_time_to_quality.py (its --json-out files).
 
 A schedule is a row of a run (fv default, or a lever that won on BENCH200: scripts/ttq_levers.py) stopped at one of
 its snapshot steps: a snapshot at step s of a render whose schedules are in absolute steps (constant learning rate,
-the transform ramp) is, up to its random draws, the picture an s-step render of that row gives. A coarse-to-fine
-row is only taken past its coarse phase. Its quality: the open judge's top-1 over the run's classes at that step (and
+the transform ramp) is, up to its random draws, the picture an s-step render of that row gives. A snapshot in a
+coarse-to-fine row's coarse phase is that of a plain render at half the size (its transforms scaled to it): it
+becomes a schedule at that size. Its quality: the open judge's top-1 over the run's classes at that step (and
 the mean class logit). When two runs measured the same (size, row, steps), the one with more classes wins.
 """
 from __future__ import annotations
@@ -45,10 +46,13 @@ def rows_of(spec: str, wanted: set[str]) -> list[dict]:
                 steps = int(s)
                 sets = lever_sets(row, steps)
                 coarse = [x for x in sets if x.startswith("render.coarse=")]
-                if coarse and float(coarse[0].split("=", 1)[1]) >= 1:  # still in the coarse phase: not a schedule
-                    continue
-                out.append({"name": f"{size}px-{row.removeprefix('fv ')}-{steps}", "size": size,
-                            "steps": steps, "set": sets, "top1": round(float(t["p"]), 4),
+                name, at = f"{size}px-{row.removeprefix('fv ')}-{steps}", size
+                if coarse and float(coarse[0].split("=", 1)[1]) >= 1:
+                    # still in the coarse phase: the picture of a plain render at the coarse size (half the size,
+                    # the transforms scaled to it), upsampled for the judge -- that render's schedule
+                    at = size // 2
+                    name, sets = f"{at}px-default-{steps}", []
+                out.append({"name": name, "size": at, "steps": steps, "set": sets, "top1": round(float(t["p"]), 4),
                             "objective": round(float(r["objective"][s]), 3), "n": n,
                             "ci": [round(float(c), 3) for c in t["ci"]], "run": path.name})
     return out
