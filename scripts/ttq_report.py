@@ -109,6 +109,7 @@ STYLES = {"fv default": ("C0", "o-"), "fv article": ("C2", "s-"), "fv converge":
 def plot_model(res: dict, args, img_dir: Path) -> Path | None:
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -118,18 +119,21 @@ def plot_model(res: dict, args, img_dir: Path) -> Path | None:
     ms = measures(res)
     fig, axes = plt.subplots(1, len(ms), figsize=(4.6 * len(ms), 3.3), dpi=80, squeeze=False)
     extra = iter(f"C{i}" for i in range(5, 10))
+    look = {row: STYLES.get(row) or (next(extra, "k"), ".-") for row in res["rows"]}  # one look per row, both plots
     for ax, m in zip(axes[0], ms):
         for row, r in res["rows"].items():
             pts = curve(r, m)
             if not pts:
                 continue
-            color, style = STYLES.get(row) or (next(extra, "k"), ".-")
+            color, style = look[row]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, label=row,
                     ms=5 if row != "fv converge" else 11, lw=1.2)
             for t, q, s in pts:
                 if s in (pts[0][2], 128, args.steps) and row in ("fv default", "lucent"):
                     ax.annotate(str(s), (t, q), fontsize=6, xytext=(2, 2), textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("wall seconds per unit (incl. startup)", fontsize=8)
         ax.set_ylabel(m, fontsize=8)
         ax.tick_params(labelsize=7)
