@@ -182,3 +182,45 @@ def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
     # a snapshot of the coarse phase is a plain render at half the size
     assert (s["112px-default-64"].size, s["112px-default-64"].sets, s["112px-default-64"].top1) == (112, (), 0.4)
     assert "lr0.1" not in out.read_text()  # a row not kept is not offered
+
+
+def test_a_sweep_that_falls_behind_moves_its_remaining_units_to_a_cheaper_schedule(tmp_path):
+    """The first batch takes far longer than its probe predicted (a busy node): the planner's speed factor rises and
+    the remaining batches get the cheaper schedule that still fits; every record names the schedule it got."""
+    import time
+
+    from fvcli.budget import DeadlinePlanner
+    from fvcli.models import ModelOptions, load_model
+    from fvcli.sweep import ChannelRenderer, prepare_sweep, select_units
+    from fvcli.sweep.deadline import ScheduledRenderer
+
+    demo = load_model(ModelOptions(name="demo"), "cpu")
+    rec = load_recipe(None, ["model.name=demo", "render.size=32"])
+
+    class BusyFirst:  # the first batch waits 2 s more, as on a node someone else just started using
+        calls = 0
+
+        def identity(self):
+            return {"name": "unit"}
+
+        def __call__(self, model, recipe, batch, on_step=None):
+            BusyFirst.calls += 1
+            if BusyFirst.calls == 1:
+                time.sleep(2.0)
+            return ChannelRenderer()(model, recipe, batch, on_step)
+
+    renderer = ScheduledRenderer(BusyFirst())
+    job = prepare_sweep(demo, rec, select_units(demo, ["block1:0-15"]), tmp_path / "sw", batch_size=4,
+                        renderer=renderer)
+    big, small = RenderSchedule("big", 32, 40, (), 0.9, 9.0), RenderSchedule("small", 16, 4, (), 0.3, 3.0)
+    costs = StepCosts(4, {"block1": 1.0}, {32: {"block1": 0.01}, 16: {"block1": 0.005}})  # as if probed
+    batches = [BatchPlan(b.id, b.layer, len(b.units)) for b in job.todo]
+    # 33 s left, 30 s held back: 3 s to render; "big" is predicted 4 x 0.4 s = 1.6 s and fits
+    renderer.planner = DeadlinePlanner(rec, (big, small), costs, batches, time.monotonic() + 33)
+    assert renderer.planner.choose()[0] is big
+    report = job.run(finalize_when_done=False)
+    assert report.rendered == 16
+    got = [json.loads((tmp_path / "sw" / "layers" / "block1" / f"block1-{c:05d}.json").read_text())["schedule"]["name"]
+           for c in range(16)]
+    assert got[:4] == ["big"] * 4 and got[4:] == ["small"] * 12, got
+    assert renderer.planner.speed > 4  # 2 s and more where 0.4 s was predicted
