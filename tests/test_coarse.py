@@ -83,3 +83,19 @@ def test_off_keeps_every_hash_and_does_not_combine_with_a_stream():
         load_recipe(None, ["render.coarse=0.5", "stop.converge=true"])
     with pytest.raises(FvError, match="coarse_scale"):
         load_recipe(None, ["render.coarse_scale=2"])
+
+
+def test_coarse_steps_counts_steps_whatever_the_length():
+    """render.coarse_steps: the first N steps coarse at any render.steps (render.coarse is a fraction of them)."""
+    from fvcli.errors import FvError
+    from fvcli.recipe import load_recipe
+
+    for steps in (128, 512):
+        s = load_recipe(None, [f"render.steps={steps}", "render.coarse_steps=96"]).loop_settings()
+        assert s.coarse_steps == 96
+    assert load_recipe(None, ["render.steps=64", "render.coarse_steps=96"]).loop_settings().coarse_steps == 64
+    same = load_recipe(None, ["render.steps=512", "render.coarse=0.1875"])
+    assert load_recipe(None, ["render.steps=512", "render.coarse_steps=96"]).loop_settings() == same.loop_settings()
+    assert load_recipe(None, ["render.coarse_steps=0"]).hash() == load_recipe(None).hash()
+    with pytest.raises(FvError, match="cannot be combined"):
+        load_recipe(None, ["render.coarse_steps=32", "stop.converge=true"])

@@ -71,6 +71,8 @@ class RenderRecipe:
     # the picture handed on at full size (0: off; pixel and Fourier params)
     coarse: float = field(default=0.0, metadata=_bounds(0.0, 0.95))
     coarse_scale: float = field(default=0.5, metadata=_bounds(0.1, 1.0))
+    # the same in steps: this many first steps coarse, whatever render.steps is (0: render.coarse decides)
+    coarse_steps: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
     # the transforms' strength over the steps (fvcli/optvis/transforms.py, `strength`): this multiple of the written
     # amounts at step 0, linear to the written strength at step `transforms_ramp` (0: as written throughout)
     transforms_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
@@ -190,7 +192,8 @@ class Recipe:
                             transforms=full, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
                             channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)),
-                            coarse_steps=int(round(r.coarse * r.steps)), coarse_scale=r.coarse_scale, coarse_transforms=coarse,
+                            coarse_steps=min(r.coarse_steps, r.steps) if r.coarse_steps else int(round(r.coarse * r.steps)),
+                            coarse_scale=r.coarse_scale, coarse_transforms=coarse,
                             lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup,
                             transforms_from=r.transforms_from, transforms_ramp=r.transforms_ramp)
 
@@ -217,7 +220,9 @@ class Recipe:
         if r.transforms_ramp == 0 or r.transforms_from == 1.0:  # no ramp: recipes from before it keep their hash
             d["render"].pop("transforms_from")
             d["render"].pop("transforms_ramp")
-        if r.coarse == 0:  # off: recipes from before coarse to fine keep their hash
+        if r.coarse_steps == 0:  # not used: recipes from before the key keep their hash
+            d["render"].pop("coarse_steps")
+        if r.coarse == 0 and r.coarse_steps == 0:  # off: recipes from before coarse to fine keep their hash
             d["render"].pop("coarse")
             d["render"].pop("coarse_scale")
         d.pop("units")

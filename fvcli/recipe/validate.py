@@ -154,7 +154,7 @@ def from_dict(raw: Any) -> Recipe:
     if pre in SPATIAL_PRECONDITIONERS and kw["param"].kind != "pixel":
         raise FvError(f"recipe key gradient.precondition: {pre!r} reshapes an image-shaped gradient and needs "
                       f"param.kind: pixel (got {kw['param'].kind!r}); with any param use one of: none, sign")
-    if kw["stop"].converge and kw["render"].coarse:
+    if kw["stop"].converge and (kw["render"].coarse or kw["render"].coarse_steps):
         raise FvError("recipe keys stop.converge and render.coarse cannot be combined (a continuously refilled "
                       "batch renders at one size): set one of them off")
     parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
