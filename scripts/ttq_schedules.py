@@ -45,9 +45,9 @@ def rows_of(spec: str, wanted: set[str]) -> list[dict]:
             for s, t in r["top1"].items():
                 steps = int(s)
                 sets = lever_sets(row, steps)
-                coarse = [x for x in sets if x.startswith("render.coarse=")]
+                coarse = [int(x.split("=", 1)[1]) for x in sets if x.startswith("render.coarse_steps=")]
                 name, at = f"{size}px-{row.removeprefix('fv ')}-{steps}", size
-                if coarse and float(coarse[0].split("=", 1)[1]) >= 1:
+                if coarse and coarse[0] >= steps:
                     # still in the coarse phase: the picture of a plain render at the coarse size (half the size,
                     # the transforms scaled to it), upsampled for the judge -- that render's schedule
                     at = size // 2

@@ -178,7 +178,7 @@ def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
     s = {x.name: x for x in load_schedules(out)}
     assert list(s) == ["224px-coarse64-128", "224px-default-128", "112px-default-64", "224px-default-64",
                        "112px-default-32", "224px-default-32"]
-    assert s["224px-coarse64-128"].sets == ("render.coarse=0.5",)  # 64 of 128 steps coarse
+    assert s["224px-coarse64-128"].sets == ("render.coarse_steps=64",)  # 64 of 128 steps coarse
     # a snapshot of the coarse phase is a plain render at half the size
     assert (s["112px-default-64"].size, s["112px-default-64"].sets, s["112px-default-64"].top1) == (112, (), 0.4)
     assert "lr0.1" not in out.read_text()  # a row not kept is not offered
