@@ -55,6 +55,11 @@ def phases(recipe: Recipe) -> list[tuple[int, int]]:
     return out + [(r.size, r.steps - coarse)]
 
 
+def schedule_sizes(schedules: Iterable, base: Recipe) -> set[int]:
+    """Every size the schedules render at on top of `base` (their coarse phases included): the sizes to probe."""
+    return {size for s in schedules for size, steps in phases(s.recipe(base)) if steps}
+
+
 @dataclass
 class StepCosts:
     """Measured seconds per step of a full batch, per size, at two layers; linear in the layer's cost in between."""

@@ -12,7 +12,7 @@ from ..models import LoadedModel
 from ..models.layer_costs import layer_costs
 from ..recipe import Recipe
 from ..units.unit import Unit
-from .cost import phases, probe_costs
+from .cost import probe_costs, schedule_sizes
 from .planner import choose_for_budget
 from .schedules import RenderSchedule, candidates, load_schedules
 
@@ -44,8 +44,7 @@ def plan_render_budget(model: LoadedModel, recipe: Recipe, units: Sequence[Unit]
     bs = recipe.render.batch_size
     batch = min(len(units), bs if isinstance(bs, int) else DEFAULT_PROBE_BATCH)
     cost_of = layer_costs(model, list(by_layer), recipe.render.size)
-    sizes = {sz for s in cands for sz, steps in phases(s.recipe(recipe)) if steps}
-    costs = probe_costs(model, recipe, by_layer, cost_of, batch, sizes)
+    costs = probe_costs(model, recipe, by_layer, cost_of, batch, schedule_sizes(cands, recipe))
     s, per_unit, fits = choose_for_budget(recipe, cands, costs, [(ly, len(us)) for ly, us in by_layer.items()],
                                           seconds_per_unit)
     return BudgetChoice(s, s.recipe(recipe), per_unit, fits)

@@ -59,11 +59,9 @@ class DeadlinePlanner:
             self._recipes[s.name] = s.recipe(self.base)
         return self._recipes[s.name]
 
-    def predicted(self, s: RenderSchedule, batches: Sequence[BatchPlan] | None = None) -> float:
-        """Seconds to render `batches` (default: all that are left) on schedule `s`, at the speed observed so far."""
-        rec = self.recipe_of(s)
-        left = self._left.values() if batches is None else batches
-        return self.speed * sum(self.costs.seconds(rec, b.layer, b.images) for b in left)
+    def predicted(self, s: RenderSchedule) -> float:
+        """Seconds to render all that is left on schedule `s`, at the speed observed so far."""
+        return sum(self.by_layer(s).values())
 
     def by_layer(self, s: RenderSchedule) -> dict[str, float]:
         """Predicted seconds per layer of what is left on schedule `s` (a layer run alone can be checked by it)."""

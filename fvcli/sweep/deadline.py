@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..budget import BatchPlan, DeadlinePlanner, RenderSchedule, StepCosts, probe_costs
-from ..budget.cost import phases
+from ..budget.cost import schedule_sizes
 from ..budget.schedules import candidates
 from ..errors import FvError
 from ..models import LoadedModel
@@ -75,8 +75,8 @@ def plan_deadline(job: SweepJob, renderer: ScheduledRenderer, deadline: float,
         units_by_layer.setdefault(b.layer, b.units)
         cost_of[b.layer] = b.cost / max(1, len(b.units))
     batches = [BatchPlan(b.id, b.layer, len(b.units) * per_unit) for b in todo]
-    sizes = {sz for s in cands for sz, steps in phases(s.recipe(job.recipe)) if steps}
-    costs = probe_costs(job.model, job.recipe, units_by_layer, cost_of, job.batch_size, sizes) if todo else \
+    costs = probe_costs(job.model, job.recipe, units_by_layer, cost_of, job.batch_size,
+                        schedule_sizes(cands, job.recipe)) if todo else \
         StepCosts(job.batch_size, {})
     planner = DeadlinePlanner(job.recipe, cands, costs, batches, deadline, clock=clock)
     renderer.planner = planner
