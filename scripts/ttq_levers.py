@@ -25,6 +25,14 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     # 224 px; ramp and reverse not): a longer coarse phase, and the two together
     "coarse96": lambda steps: ["render.coarse_steps=96"],  # kept on BENCH200: configs/fast.yaml
     "coarse64+lr0.1": lambda steps: ["render.coarse_steps=64", "render.lr=0.1"],
+    # round 3, for 128 px (written 7 December, before any was rendered): at 128 px coarse96's 64-px phase lost (the
+    # network recognizes little at 64 px), so the coarse phase at three quarters of the size (96 px at 128, a step
+    # at ~56 % of the cost), short and long; and a steeper spectrum (smoother pictures: fewer steps wasted on high
+    # frequencies early), constant, to see whether a decay schedule is worth building
+    "coarse48x0.75": lambda steps: ["render.coarse_steps=48", "render.coarse_scale=0.75"],
+    "coarse96x0.75": lambda steps: ["render.coarse_steps=96", "render.coarse_scale=0.75"],
+    "decay1.5": lambda steps: ["param.decay_power=1.5"],
+    "decay1.25": lambda steps: ["param.decay_power=1.25"],
 }
 
 
