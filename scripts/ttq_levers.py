@@ -33,6 +33,12 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     "coarse96x0.75": lambda steps: ["render.coarse_steps=96", "render.coarse_scale=0.75"],
     "decay1.5": lambda steps: ["param.decay_power=1.5"],
     "decay1.25": lambda steps: ["param.decay_power=1.25"],
+    # round 4, after round 3 on TUNE200 at 128 px (decay 1.5 ahead to step 64 -- 0.16 vs 0.07 at step 16 -- and
+    # behind at 128: 0.41 vs 0.46): the decay as a schedule, steep first and the article's 1/f from the ramp's end
+    # (the new param.decay_from / param.decay_ramp, fvcli/optvis/decay_schedule.py)
+    "decay1.5to1@64": lambda steps: ["param.decay_from=1.5", "param.decay_ramp=64"],
+    "decay2to1@64": lambda steps: ["param.decay_from=2.0", "param.decay_ramp=64"],
+    "decay1.5to1@128": lambda steps: ["param.decay_from=1.5", "param.decay_ramp=128"],
 }
 
 

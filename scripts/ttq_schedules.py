@@ -8,7 +8,7 @@ from TUNE200 runs of scripts/bench_time_to_quality.py (its --json-out files).
 A schedule is a row of a run (fv default, or a lever that won on BENCH200: scripts/ttq_levers.py) stopped at one of
 its snapshot steps: a snapshot at step s of a render whose schedules are in absolute steps (constant learning rate,
 the transform ramp) is, up to its random draws, the picture an s-step render of that row gives. A snapshot in a
-coarse-to-fine row's coarse phase is that of a plain render at half the size (its transforms scaled to it): it
+coarse-to-fine row's coarse phase is that of a plain render at the coarse size (its transforms scaled to it): it
 becomes a schedule at that size. Its quality: the open judge's top-1 over the run's classes at that step (and
 the mean class logit). When two runs measured the same (size, row, steps), the one with more classes wins.
 """
@@ -25,6 +25,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from ttq_levers import lever_sets  # noqa: E402
+
+from fvcli.optvis.coarse import coarse_size  # noqa: E402
 
 OUT = HERE.parent / "fvcli" / "budget" / "schedules.yaml"
 
@@ -45,12 +47,12 @@ def rows_of(spec: str, wanted: set[str]) -> list[dict]:
             for s, t in r["top1"].items():
                 steps = int(s)
                 sets = lever_sets(row, steps)
-                coarse = [int(x.split("=", 1)[1]) for x in sets if x.startswith("render.coarse_steps=")]
+                lever = dict(x.split("=", 1) for x in sets)
                 name, at = f"{size}px-{row.removeprefix('fv ')}-{steps}", size
-                if coarse and coarse[0] >= steps:
-                    # still in the coarse phase: the picture of a plain render at the coarse size (half the size,
-                    # the transforms scaled to it), upsampled for the judge -- that render's schedule
-                    at = size // 2
+                if int(lever.get("render.coarse_steps", 0)) >= steps:
+                    # still in the coarse phase: the picture of a plain render at the coarse size (coarse_scale of
+                    # the size, the transforms scaled to it), upsampled for the judge -- that render's schedule
+                    at = coarse_size(size, float(lever.get("render.coarse_scale", 0.5)))
                     name, sets = f"{at}px-default-{steps}", []
                 out.append({"name": name, "size": at, "steps": steps, "set": sets, "top1": round(float(t["p"]), 4),
                             "objective": round(float(r["objective"][s]), 3), "n": n,

@@ -18,6 +18,7 @@ import torch
 from ..errors import FvRuntimeError
 from ..models import Capture, LoadedModel
 from .coarse import COARSE_PARAMS, coarse_size, hand_on, upsample
+from .decay_schedule import Decay, decay_at, set_decay
 from .objectives import Objective
 from .optim import Adam, lr_factor
 from .param import make_param
@@ -106,13 +107,15 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
              compile: bool = False, compile_backend: str = "inductor",
              precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
              start: int = 0, final: bool = True, lr_schedule: str = "constant",
-             lr_warmup: int = 0, schedule_steps: int | None = None) -> Iterator[Snapshot]:
+             lr_warmup: int = 0, schedule_steps: int | None = None,
+             decay: Decay | None = None) -> Iterator[Snapshot]:
     """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`.
     `precondition` (fvcli/optvis/preconditioners.py) maps each parameter's gradient before the optimizer step.
     `start`: the steps already taken by an earlier phase (coarse to fine): this one runs steps start..steps-1
     (`schedule` drawn for those), with the redirected ReLU only where step < REDIRECT_STEPS; `final`: also
     yield at `steps`. `lr_schedule`, `lr_warmup`: the learning rate over the steps (fvcli/optvis/optim.py) of the
-    whole render (`schedule_steps`, default `steps`: a coarse phase follows the schedule of the render it opens)."""
+    whole render (`schedule_steps`, default `steps`: a coarse phase follows the schedule of the render it opens).
+    `decay`: the spectrum's decay over the (absolute) steps, fvcli/optvis/decay_schedule.py (None: as built)."""
     thresholds = sorted({t for t in thresholds if start <= t <= steps} | ({steps} if final else set()))
     opt = Adam(param.parameters(), lr=lr)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -161,6 +164,8 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
         try:
             for step in range(start, steps):
                 model.set_redirect(step < REDIRECT_STEPS)
+                if decay is not None and step <= decay[2]:
+                    set_decay(param, decay_at(step, decay), opt)
                 opt.zero_grad(set_to_none=True)
                 with autocast(model.device, precision):
                     img = param()  # (B, 3, H, W) in [0, 1]
@@ -211,29 +216,41 @@ class LoopSettings:
     lr_warmup: int = 0
     transforms_from: float = 1.0  # the transforms' strength at step 0 ... (transforms.strength)
     transforms_ramp: int = 0  # ... rising (or falling) linearly to 1 at this step (0: 1 throughout)
+    decay_from: float = 1.0  # the spectrum's decay at step 0 ... (fvcli/optvis/decay_schedule.py)
+    decay_ramp: int = 0  # ... linear to decay_power at this step (0: decay_power throughout)
+
+    def decay(self) -> Decay | None:
+        """The spectrum's decay schedule, or None (off, or not a Fourier param)."""
+        if self.decay_ramp <= 0 or self.decay_from == self.decay_power or self.param != "fourier":
+            return None
+        return (self.decay_power, self.decay_from, self.decay_ramp)
 
 
 def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int], s: LoopSettings,
                  on_step: Callable[[int], None] | None = None) -> Iterator[Snapshot]:
     """Render len(seeds) images jointly (image b seeded by seeds[b]) and yield snapshots."""
     h = w = s.size
-    param = make_param(s.param, unit_generators(seeds, "init"), h, w, s.decay_power, s.decorrelate, s.sigmoid,
+    decay = s.decay()
+    power = decay_at(0, decay) if decay else s.decay_power  # a decay schedule starts as a render at its first power
+    param = make_param(s.param, unit_generators(seeds, "init"), h, w, power, s.decorrelate, s.sigmoid,
                        spectrum=s.spectrum, maco_alpha=s.maco_alpha)
     param = param.to(model.device)
     run = functools.partial(optimize, model, objective, channels_last=s.channels_last, precision=s.precision,
                             on_step=on_step, compile=s.compile, precondition=make_preconditioner(s.gradient),
-                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup)
+                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup, decay=decay)
     start = 0
     if s.coarse_steps > 0 and s.param in COARSE_PARAMS:  # coarse to fine (fvcli/optvis/coarse.py)
         start = min(s.coarse_steps, s.steps)
         c = coarse_size(s.size, s.coarse_scale)
-        small = make_param(s.param, unit_generators(seeds, "init"), c, c, s.decay_power, s.decorrelate,
+        small = make_param(s.param, unit_generators(seeds, "init"), c, c, power, s.decorrelate,
                            s.sigmoid).to(model.device)
         sched = Schedule.build(s.coarse_transforms, start, unit_generators(seeds, "transforms"), c, c, model.device,
                                strength(start, s.transforms_from, s.transforms_ramp))
         for snap in run(small, sched, start, s.lr, [t for t in s.thresholds if t < start], final=False,
                         schedule_steps=s.steps):
             yield Snapshot(snap.step, upsample(snap.images, s.size), snap.scores, None)
+        if decay:
+            set_decay(param, decay_at(start, decay))  # the fine phase goes on at the schedule's power of its step
         hand_on(small, param)
     gens = unit_generators(seeds, "transforms" if start == 0 else "transforms-fine")
     schedule = Schedule.build(s.transforms, s.steps - start, gens, h, w, model.device,

@@ -69,6 +69,14 @@ class Adam:
             denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
             p.addcdiv_(m, denom, value=-step_size)
 
+    @torch.no_grad()
+    def rescale(self, param: torch.Tensor, factor: torch.Tensor) -> None:
+        """`param`'s gradients are now `factor` times what they were (a reparameterization, e.g. a new spectrum
+        scale): its moments follow, the first by `factor`, the second by its square."""
+        i = next(i for i, p in enumerate(self.params) if p is param)
+        self.exp_avg[i].mul_(factor)
+        self.exp_avg_sq[i].mul_(factor * factor)
+
 
 class RowAdam:
     """Adam whose rows (dimension 0 of every parameter: one image each) keep their own step count.

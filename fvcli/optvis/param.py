@@ -71,7 +71,22 @@ class FourierImage(nn.Module):
         wf = w // 2 + 1
         self.spectrum = nn.Parameter(_randn((3, h, wf, 2), gens, std))  # (B, 3, h, w//2+1, re/im)
         self.register_buffer("scale", fft_scale(h, w, decay_power))
+        self.decay_power = decay_power
         self.decorrelate, self.sigmoid = decorrelate, sigmoid
+
+    @torch.no_grad()
+    def set_decay(self, decay_power: float) -> torch.Tensor:
+        """Change the spectrum's decay keeping the picture (the spectrum divided by new/old scale); returns new/old
+        (h, w//2+1), computed on the param's device (fvcli/optvis/decay_schedule.py: a schedule over the steps)."""
+        fy = torch.fft.fftfreq(self.h, device=self.scale.device)[:, None]
+        fx = torch.fft.rfftfreq(self.w, device=self.scale.device)[None, :]
+        freqs = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(self.h, self.w))
+        new = freqs.pow(-decay_power).to(self.scale.dtype)
+        ratio = new / self.scale
+        self.spectrum.div_(ratio[..., None])
+        self.scale.copy_(new)
+        self.decay_power = decay_power
+        return ratio
 
     def spatial(self) -> torch.Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale  # (B, 3, h, wf)

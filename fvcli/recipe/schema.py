@@ -96,6 +96,10 @@ class ParamRecipe:
     decorrelate: bool = True  # lucid's color decorrelation
     sigmoid: bool = True
     decay_power: float = field(default=1.0, metadata=_bounds(0.0, 4.0))  # spectrum scale 1/f**decay_power
+    # the decay over the steps (fvcli/optvis/decay_schedule.py): this power at step 0, linear to decay_power at step
+    # `decay_ramp` (0: decay_power throughout); Fourier params
+    decay_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
+    decay_ramp: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
     spectrum: str | None = None  # maco: magnitude spectrum file from `fv spectrum` (None: fitted 1/f**alpha)
     maco_alpha: bool = False  # maco: also write the transparency map KEY.alpha.png
 
@@ -195,7 +199,8 @@ class Recipe:
                             coarse_steps=min(r.coarse_steps, r.steps) if r.coarse_steps else int(round(r.coarse * r.steps)),
                             coarse_scale=r.coarse_scale, coarse_transforms=coarse,
                             lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup,
-                            transforms_from=r.transforms_from, transforms_ramp=r.transforms_ramp)
+                            transforms_from=r.transforms_from, transforms_ramp=r.transforms_ramp,
+                            decay_from=p.decay_from, decay_ramp=p.decay_ramp)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -220,6 +225,9 @@ class Recipe:
         if r.transforms_ramp == 0 or r.transforms_from == 1.0:  # no ramp: recipes from before it keep their hash
             d["render"].pop("transforms_from")
             d["render"].pop("transforms_ramp")
+        if self.param.decay_ramp == 0 or self.param.decay_from == self.param.decay_power:  # no decay schedule:
+            d["param"].pop("decay_from")  # recipes from before it keep their hash
+            d["param"].pop("decay_ramp")
         if r.coarse_steps == 0:  # not used: recipes from before the key keep their hash
             d["render"].pop("coarse_steps")
         if r.coarse == 0 and r.coarse_steps == 0:  # off: recipes from before coarse to fine keep their hash

@@ -157,6 +157,14 @@ def from_dict(raw: Any) -> Recipe:
     if kw["stop"].converge and (kw["render"].coarse or kw["render"].coarse_steps):
         raise FvError("recipe keys stop.converge and render.coarse cannot be combined (a continuously refilled "
                       "batch renders at one size): set one of them off")
+    par = kw["param"]
+    if par.decay_ramp and par.decay_from != par.decay_power:
+        if par.kind != "fourier":
+            raise FvError(f"recipe keys param.decay_from / param.decay_ramp schedule a Fourier spectrum's decay; "
+                          f"param.kind is {par.kind!r}: set param.kind: fourier or param.decay_ramp: 0")
+        if kw["stop"].converge:
+            raise FvError("recipe keys stop.converge and param.decay_ramp cannot be combined (a continuously "
+                          "refilled batch holds images at different steps): set one of them off")
     parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["strong"]
     units = raw.get("units") or []
