@@ -39,6 +39,10 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     "decay1.5to1@64": lambda steps: ["param.decay_from=1.5", "param.decay_ramp=64"],
     "decay2to1@64": lambda steps: ["param.decay_from=2.0", "param.decay_ramp=64"],
     "decay1.5to1@128": lambda steps: ["param.decay_from=1.5", "param.decay_ramp=128"],
+    # round 5, after round 4 at 128 px (decay1.5to1@64 ahead of the default to step 96 -- 0.17 vs 0.07 at step 16 --
+    # and level at 128: 0.44 vs 0.46; a start at 2.0 saturates: 0.07 throughout): at 224 px, alone and with coarse96
+    "coarse96+decay1.5to1@64": lambda steps: ["render.coarse_steps=96", "param.decay_from=1.5",
+                                              "param.decay_ramp=64"],
 }
 
 
