@@ -78,10 +78,12 @@ class FourierImage(nn.Module):
     def set_decay(self, decay_power: float) -> torch.Tensor:
         """Change the spectrum's decay keeping the picture (the spectrum divided by new/old scale); returns new/old
         (h, w//2+1), computed on the param's device (fvcli/optvis/decay_schedule.py: a schedule over the steps)."""
-        fy = torch.fft.fftfreq(self.h, device=self.scale.device)[:, None]
-        fx = torch.fft.rfftfreq(self.w, device=self.scale.device)[None, :]
-        freqs = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(self.h, self.w))
-        new = freqs.pow(-decay_power).to(self.scale.dtype)
+        lf = getattr(self, "_log_freqs", None)
+        if lf is None or lf.device != self.scale.device:  # once per param: every step of a ramp changes the power
+            fy = torch.fft.fftfreq(self.h, device=self.scale.device)[:, None]
+            fx = torch.fft.rfftfreq(self.w, device=self.scale.device)[None, :]
+            self._log_freqs = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(self.h, self.w)).log()
+        new = torch.exp(self._log_freqs * -decay_power).to(self.scale.dtype)
         ratio = new / self.scale
         self.spectrum.div_(ratio[..., None])
         self.scale.copy_(new)
