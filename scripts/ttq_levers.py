@@ -43,6 +43,10 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     # and level at 128: 0.44 vs 0.46; a start at 2.0 saturates: 0.07 throughout): at 224 px, alone and with coarse96
     "coarse96+decay1.5to1@64": lambda steps: ["render.coarse_steps=96", "param.decay_from=1.5",
                                               "param.decay_ramp=64"],
+    # the other models at 224 px are compute-bound on one CPU thread (fv's step per unit ~2x lucent's: the truncated
+    # forward, no weight gradients); the opt-in bf16 autocast (2.2x the convolution throughput on an AVX512-BF16 CPU,
+    # far slower on an AVX2-only one) is the remaining per-step lever there: measured, not a default
+    "bf16": lambda steps: ["render.precision=bf16"],
 }
 
 
