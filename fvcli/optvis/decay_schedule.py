@@ -11,13 +11,16 @@ long one), then stays.
 
 How the picture stays continuous: when the decay changes, the spectrum is divided by new/old scale, so the image is
 the same, and Adam's moments are multiplied by it (the first) and its square (the second), so the optimizer goes on
-as if it had always run at the new scale. Fourier params only; never in the article's recipe.
+as if it had always run at the new scale. In a continuously refilled batch (fvcli/optvis/stream.py) each image is at
+its own step, so each has its own decay and its own row of the scale (`set_row_decays`, `add_rows`, `keep_rows`).
+Fourier params only; never in the article's recipe.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .optim import rescale_moments
 from .param import FourierImage
 
 Decay = tuple[float, float, int]  # (the decay power at and after the ramp's end, the power at step 0, ramp steps)
@@ -35,16 +38,45 @@ def fourier_of(param: nn.Module) -> FourierImage:
     """The Fourier image a param optimizes (itself, or the per-image part of an interpolation's SharedImage)."""
     img = getattr(param, "own", param)
     if not isinstance(img, FourierImage):
-        raise ValueError(f"a spectrum decay schedule needs a Fourier param, got {type(param).__name__}")
+        raise TypeError(f"a spectrum decay schedule needs a Fourier param, got {type(param).__name__}")
     return img
 
 
 @torch.no_grad()
 def set_decay(param: nn.Module, power: float, opt=None) -> None:
-    """Give `param` the decay `power` keeping its picture; rescale `opt`'s (fvcli/optvis/optim.Adam) moments."""
+    """Give `param` the decay `power` keeping its picture; rescale `opt`'s (fvcli/optvis/optim.py) moments."""
     img = fourier_of(param)
-    if power == img.decay_power:
+    if not isinstance(img.decay_power, torch.Tensor) and power == img.decay_power:
         return
-    ratio = img.set_decay(power)  # (h, w//2+1): new scale / old scale
+    ratio = img.set_decay(power)
     if opt is not None:
-        opt.rescale(img.spectrum, ratio[..., None])  # the spectrum's last axis: real, imaginary
+        rescale_moments(opt, img.spectrum, ratio[..., None])  # the spectrum's last axis: real, imaginary
+
+
+@torch.no_grad()
+def set_row_decays(param: nn.Module, steps: list[int], decay: Decay, opt=None) -> None:
+    """Each image b of `param` at the decay of its own step steps[b]."""
+    img = fourier_of(param)
+    ratio = img.set_decay(torch.tensor([decay_at(t, decay) for t in steps], dtype=torch.float64))
+    if opt is not None:
+        rescale_moments(opt, img.spectrum, ratio[..., None])
+
+
+def _row_scale(img: FourierImage, rows: int) -> torch.Tensor:
+    return img.scale if img.scale.dim() == 4 else img.scale.expand(rows, 1, *img.scale.shape).clone()
+
+
+@torch.no_grad()
+def add_rows(param: nn.Module, fresh: nn.Module, old_rows: int) -> None:
+    """After `fresh`'s images were appended to `param`'s first `old_rows` (stream.refill): their scales too."""
+    img, new = fourier_of(param), fourier_of(fresh)
+    n = new.spectrum.shape[0]
+    img.scale = torch.cat([_row_scale(img, old_rows)[:old_rows], _row_scale(new, n)])
+
+
+@torch.no_grad()
+def keep_rows(param: nn.Module, idx: torch.Tensor) -> None:
+    """After stream.drop kept the images `idx` of `param`: their scales too."""
+    img = fourier_of(param)
+    if img.scale.dim() == 4:
+        img.scale = img.scale[idx.to(img.scale.device)]

@@ -34,6 +34,15 @@ def lr_factor(schedule: str, step: int, steps: int, warmup: int = 0) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
+@torch.no_grad()
+def rescale_moments(opt: Adam | RowAdam, param: torch.Tensor, factor: torch.Tensor) -> None:
+    """`param`'s gradients are now `factor` times what they were (a reparameterization, e.g. a new spectrum scale,
+    fvcli/optvis/decay_schedule.py): its moments follow, the first by `factor`, the second by its square."""
+    i = next(i for i, p in enumerate(opt.params) if p is param)
+    opt.exp_avg[i].mul_(factor)
+    opt.exp_avg_sq[i].mul_(factor * factor)
+
+
 class Adam:
     """`torch.optim.Adam(params, lr)` for fv's loop: `zero_grad()` (to None) and `step()`."""
 
@@ -68,14 +77,6 @@ class Adam:
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
             p.addcdiv_(m, denom, value=-step_size)
-
-    @torch.no_grad()
-    def rescale(self, param: torch.Tensor, factor: torch.Tensor) -> None:
-        """`param`'s gradients are now `factor` times what they were (a reparameterization, e.g. a new spectrum
-        scale): its moments follow, the first by `factor`, the second by its square."""
-        i = next(i for i, p in enumerate(self.params) if p is param)
-        self.exp_avg[i].mul_(factor)
-        self.exp_avg_sq[i].mul_(factor * factor)
 
 
 class RowAdam:

@@ -75,18 +75,23 @@ class FourierImage(nn.Module):
         self.decorrelate, self.sigmoid = decorrelate, sigmoid
 
     @torch.no_grad()
-    def set_decay(self, decay_power: float) -> torch.Tensor:
-        """Change the spectrum's decay keeping the picture (the spectrum divided by new/old scale); returns new/old
-        (h, w//2+1), computed on the param's device (fvcli/optvis/decay_schedule.py: a schedule over the steps)."""
+    def set_decay(self, decay_power: float | torch.Tensor) -> torch.Tensor:
+        """Change the spectrum's decay keeping the picture (the spectrum divided by new/old scale); returns new/old.
+        A float: one decay for all images, scale (h, w//2+1). A (B,) tensor: one per image (a continuously refilled
+        batch holds images at different steps), scale (B, 1, h, w//2+1). Computed on the param's device
+        (fvcli/optvis/decay_schedule.py: a schedule over the steps)."""
         lf = getattr(self, "_log_freqs", None)
         if lf is None or lf.device != self.scale.device:  # once per param: every step of a ramp changes the power
             fy = torch.fft.fftfreq(self.h, device=self.scale.device)[:, None]
             fx = torch.fft.rfftfreq(self.w, device=self.scale.device)[None, :]
-            self._log_freqs = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(self.h, self.w)).log()
-        new = torch.exp(self._log_freqs * -decay_power).to(self.scale.dtype)
+            self._log_freqs = lf = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(self.h, self.w)).log()
+        if isinstance(decay_power, torch.Tensor):
+            new = torch.exp(lf * -decay_power.to(lf).view(-1, 1, 1, 1)).to(self.scale.dtype)
+        else:
+            new = torch.exp(lf * -decay_power).to(self.scale.dtype)
         ratio = new / self.scale
         self.spectrum.div_(ratio[..., None])
-        self.scale.copy_(new)
+        self.scale = new  # (a registered buffer: it follows the module's device)
         self.decay_power = decay_power
         return ratio
 

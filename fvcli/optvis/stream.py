@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..models import Capture, LoadedModel
+from .decay_schedule import add_rows, decay_at, keep_rows, set_row_decays
 from .loop import (
     FINITE_CHECK_EVERY,
     REDIRECT_STEPS,
@@ -119,10 +120,12 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
     fmt = torch.channels_last if s.channels_last else torch.contiguous_format
     prep = model.preprocess.apply
     layers = frozenset().union(*(it.objective.layers for it in items)) if items else frozenset()
+    decay = s.decay()  # the spectrum's decay over each unit's own steps (fvcli/optvis/decay_schedule.py)
 
     def new_param(entering: list[_Slot]) -> nn.Module:
         return make_param(s.param, unit_generators([sl.item.seed for sl in entering], "init"), h, w,
-                          s.decay_power, s.decorrelate, s.sigmoid, spectrum=s.spectrum).to(model.device)
+                          decay_at(0, decay) if decay else s.decay_power, s.decorrelate, s.sigmoid,
+                          spectrum=s.spectrum).to(model.device)
 
     def refill() -> None:
         nonlocal param, opt
@@ -140,6 +143,8 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
         else:
             news = iter([p.detach() for _, p in fresh.named_parameters()])
             _rebind(param, lambda old: torch.cat([old, next(news)]))
+            if decay:
+                add_rows(param, fresh, len(active))
             opt.add_rows(len(entering))
             opt.params = list(param.parameters())
         active.extend(entering)
@@ -147,6 +152,8 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
     def drop(done: set[int]) -> None:
         keep = torch.tensor([j for j in range(len(active)) if j not in done], dtype=torch.long)
         _rebind(param, lambda old: old[keep.to(old.device)])
+        if decay:
+            keep_rows(param, keep)
         opt.keep_rows(keep)
         opt.params = list(param.parameters())
         active[:] = [active[j] for j in keep.tolist()]
@@ -188,6 +195,8 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
                 t_step = time.perf_counter()
                 early = [sl.t < REDIRECT_STEPS for sl in active]  # a mask only while some image needs it
                 model.set_redirect(torch.tensor(early) if any(early) else False)
+                if decay and any(sl.t <= decay[2] for sl in active):
+                    set_row_decays(param, [sl.t for sl in active], decay, opt)
                 opt.zero_grad()
                 obj = objective()
                 with autocast(model.device, s.precision):

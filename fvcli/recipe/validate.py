@@ -162,9 +162,6 @@ def from_dict(raw: Any) -> Recipe:
         if par.kind != "fourier":
             raise FvError(f"recipe keys param.decay_from / param.decay_ramp schedule a Fourier spectrum's decay; "
                           f"param.kind is {par.kind!r}: set param.kind: fourier or param.decay_ramp: 0")
-        if kw["stop"].converge:
-            raise FvError("recipe keys stop.converge and param.decay_ramp cannot be combined (a continuously "
-                          "refilled batch holds images at different steps): set one of them off")
     parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["strong"]
     units = raw.get("units") or []
