@@ -170,27 +170,40 @@ def test_auto_batch_size_follows_free_memory(gpu_demo, monkeypatch):
     assert small == fit(seen[-1][0], 40 * per_image) and small < full  # 40 images' worth free: 80 % of them
 
 
+def syncs(model, settings: LoopSettings, steps: int) -> int:
+    """The synchronizing calls of one render, as torch's sync debug mode counts them."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            final(model, logits(), [1, 2, 3], replace(settings, steps=steps))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(x.message).lower() for x in w)
+
+
 def test_no_host_synchronisation_per_step(gpu_demo):
     """Between its NaN checks (the first step, then every FINITE_CHECK_EVERY) and its snapshots the loop makes the
     host wait for nothing: 3 and 14 steps (the redirected-ReLU phase included) have the same check and snapshot, so
     the same number of synchronizing calls, as torch's sync debug mode counts them."""
     settings = replace(SET, thresholds=())
-
-    def syncs(steps: int) -> int:
-        torch.cuda.synchronize()
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                final(gpu_demo, logits(), [1, 2, 3], replace(settings, steps=steps))
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        return sum("synchroniz" in str(x.message).lower() for x in w)
-
-    syncs(3)  # warm-up: first-call allocations, cudnn's autotuning
-    short, long = syncs(3), syncs(14)
+    syncs(gpu_demo, settings, 3)  # warm-up: first-call allocations, cudnn's autotuning
+    short, long = syncs(gpu_demo, settings, 3), syncs(gpu_demo, settings, 14)
     assert short > 0  # the check and the snapshot do synchronize: the counter sees them
     assert long == short
+
+
+def test_the_decay_schedule_runs_on_the_gpu_like_the_cpu_without_host_synchronisation(gpu_demo, cpu_demo):
+    """param.decay_from / decay_ramp (fvcli/optvis/decay_schedule.py): the new scale is computed on the device every
+    step of the ramp, so the ramp adds no synchronizing call; the picture is the CPU's kind."""
+    settings = replace(SET, thresholds=(), decay_from=1.5, decay_ramp=24)
+    syncs(gpu_demo, settings, 3)
+    assert syncs(gpu_demo, settings, 14) == syncs(gpu_demo, settings, 3)
+    obj = logits(3)
+    gpu = final(gpu_demo, obj, [5, 6, 7], replace(settings, steps=48, size=64))
+    cpu = final(cpu_demo, obj, [5, 6, 7], replace(settings, steps=48, size=64))
+    assert close(png_objective(cpu_demo, obj, gpu.images), png_objective(cpu_demo, obj, cpu.images), SAME_OBJECTIVE)
 
 
 def test_cpu_and_gpu_render_the_same_kind_of_picture(gpu_demo, cpu_demo):
