@@ -35,11 +35,10 @@ def decay_at(step: int, decay: Decay) -> float:
 
 
 def fourier_of(param: nn.Module) -> FourierImage:
-    """The Fourier image a param optimizes (itself, or the per-image part of an interpolation's SharedImage)."""
-    img = getattr(param, "own", param)
-    if not isinstance(img, FourierImage):
+    """`param` itself, checked: only a Fourier image has a spectrum to schedule (the recipe refuses the others)."""
+    if not isinstance(param, FourierImage):
         raise TypeError(f"a spectrum decay schedule needs a Fourier param, got {type(param).__name__}")
-    return img
+    return param
 
 
 @torch.no_grad()
