@@ -53,7 +53,9 @@ def rows_of(spec: str, wanted: set[str]) -> list[dict]:
                     # still in the coarse phase: the picture of a plain render at the coarse size (coarse_scale of
                     # the size, the transforms scaled to it), upsampled for the judge -- that render's schedule
                     at = coarse_size(size, float(lever.get("render.coarse_scale", 0.5)))
-                    name, sets = f"{at}px-default-{steps}", []
+                    sets = [x for x in sets if not x.startswith("render.coarse")]  # its other levers stay
+                    label = "+".join(p for p in row.removeprefix("fv ").split("+") if not p.startswith("coarse"))
+                    name = f"{at}px-{label or 'default'}-{steps}"
                 out.append({"name": name, "size": at, "steps": steps, "set": sets, "top1": round(float(t["p"]), 4),
                             "objective": round(float(r["objective"][s]), 3), "n": n,
                             "ci": [round(float(c), 3) for c in t["ci"]], "run": path.name})

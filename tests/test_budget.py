@@ -184,15 +184,20 @@ def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
     assert "lr0.1" not in out.read_text()  # a row not kept is not offered
     # a coarse phase at another scale is a plain render at that size; a decay schedule keeps its keys
     res[0]["rows"] = {"fv coarse96x0.75": {"top1": top1({64: 0.25}), "objective": {"64": 1}},
-                      "fv decay1.5to1@64": {"top1": top1({32: 0.35}), "objective": {"32": 1}}}
+                      "fv decay1.5to1@64": {"top1": top1({32: 0.35}), "objective": {"32": 1}},
+                      "fv coarse96+decay1.5to1@64": {"top1": top1({48: 0.3}), "objective": {"48": 1}}}
     runs.write_text(json.dumps(res))
-    p = subprocess.run([sys.executable, script, str(runs), "--rows", "fv coarse96x0.75,fv decay1.5to1@64", "--out",
-                        str(out)], capture_output=True, text=True, check=False)
+    p = subprocess.run([sys.executable, script, str(runs), "--rows",
+                        "fv coarse96x0.75,fv decay1.5to1@64,fv coarse96+decay1.5to1@64", "--out", str(out)],
+                       capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
     s = {x.name: x for x in load_schedules(out)}
     assert (s["168px-default-64"].size, s["168px-default-64"].sets) == (168, ())
     assert s["224px-decay1.5to1@64-32"].sets == ("param.decay_from=1.5", "param.decay_ramp=64")
     assert s["224px-decay1.5to1@64-32"].recipe(load_recipe(None)).param.decay_from == 1.5
+    # the coarse phase of a row with other levers: a plain render at the coarse size that keeps them
+    assert (s["112px-decay1.5to1@64-48"].size, s["112px-decay1.5to1@64-48"].sets) == \
+        (112, ("param.decay_from=1.5", "param.decay_ramp=64"))
 
 
 def test_a_sweep_that_falls_behind_moves_its_remaining_units_to_a_cheaper_schedule(tmp_path):
