@@ -47,6 +47,25 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     # forward, no weight gradients); the opt-in bf16 autocast (2.2x the convolution throughput on an AVX512-BF16 CPU,
     # far slower on an AVX2-only one) is the remaining per-step lever there: measured, not a default
     "bf16": lambda steps: ["render.precision=bf16"],
+    # round 6 (written 7 December, fourth session, before any was rendered), at 128 steps on TUNE200, both sizes.
+    # The learning rate annealed over the render's own steps (half a cosine to 0 at the last step; issue #20's 25
+    # classes said it helps at 256 steps): a schedule of the whole render, so only its LAST snapshot is a render of
+    # that length -- the rows of a deadline table would each be rendered at their own steps
+    "cosine": lambda steps: ["render.lr_schedule=cosine"],
+    "cosine+lr0.1": lambda steps: ["render.lr_schedule=cosine", "render.lr=0.1"],
+    # the optimizer's moments (the new render.beta1 / render.beta2; Adam's 0.9 / 0.999 as the article): less
+    # momentum, and a second moment that forgets the first steps' small gradients sooner
+    "beta1=0.5": lambda steps: ["render.beta1=0.5"],
+    "beta2=0.99": lambda steps: ["render.beta2=0.99"],
+    # the initial image (the new param.init_std; lucid's 0.01 on the spectrum): a flat grey start, and 5x the noise
+    "init0": lambda steps: ["param.init_std=0.0"],
+    "init0.05": lambda steps: ["param.init_std=0.05"],
+    # several transformed copies per step (the `copies` step: the objective averaged over 2 independent draws of the
+    # transforms, twice the compute of a step): measured constant first -- "copies early" is worth a schedule only if
+    # a step of 2 copies buys more than 2 plain steps
+    "copies2": lambda steps: ["transforms=[{pad: 32}, {jitter: 32}, {scale: [0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, "
+                              "1.15, 1.2]}, {rotate: [-20, -15, -10, -5, 0, 5, 10, 15, 20]}, {jitter: 16}, "
+                              "{crop: true}, {copies: 2}]"],
 }
 
 
