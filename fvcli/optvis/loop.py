@@ -20,7 +20,7 @@ from ..models import Capture, LoadedModel
 from .coarse import COARSE_PARAMS, coarse_size, hand_on, upsample
 from .decay_schedule import Decay, decay_at, set_decay
 from .objectives import Objective
-from .optim import Adam, lr_factor
+from .optim import BETAS, Adam, lr_factor
 from .param import make_param
 from .preconditioners import GradientSpec, apply_preconditioner, make_preconditioner
 from .transforms import Schedule, Step, strength
@@ -108,16 +108,17 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
              precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
              start: int = 0, final: bool = True, lr_schedule: str = "constant",
              lr_warmup: int = 0, schedule_steps: int | None = None,
-             decay: Decay | None = None) -> Iterator[Snapshot]:
+             decay: Decay | None = None, betas: tuple[float, float] = BETAS) -> Iterator[Snapshot]:
     """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`.
     `precondition` (fvcli/optvis/preconditioners.py) maps each parameter's gradient before the optimizer step.
     `start`: the steps already taken by an earlier phase (coarse to fine): this one runs steps start..steps-1
     (`schedule` drawn for those), with the redirected ReLU only where step < REDIRECT_STEPS; `final`: also
     yield at `steps`. `lr_schedule`, `lr_warmup`: the learning rate over the steps (fvcli/optvis/optim.py) of the
     whole render (`schedule_steps`, default `steps`: a coarse phase follows the schedule of the render it opens).
-    `decay`: the spectrum's decay over the (absolute) steps, fvcli/optvis/decay_schedule.py (None: as built)."""
+    `decay`: the spectrum's decay over the (absolute) steps, fvcli/optvis/decay_schedule.py (None: as built).
+    `betas`: Adam's moments (the article's: 0.9, 0.999)."""
     thresholds = sorted({t for t in thresholds if start <= t <= steps} | ({steps} if final else set()))
-    opt = Adam(param.parameters(), lr=lr)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
+    opt = Adam(param.parameters(), lr=lr, betas=betas)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     prep = model.preprocess.apply
 
@@ -218,6 +219,8 @@ class LoopSettings:
     transforms_ramp: int = 0  # ... rising (or falling) linearly to 1 at this step (0: 1 throughout)
     decay_from: float = 1.0  # the spectrum's decay at step 0 ... (fvcli/optvis/decay_schedule.py)
     decay_ramp: int = 0  # ... linear to decay_power at this step (0: decay_power throughout)
+    betas: tuple[float, float] = BETAS  # Adam's moments
+    init_std: float | None = None  # the initial image's noise (None: the param's own default)
 
     def decay(self) -> Decay | None:
         """The spectrum's decay schedule, or None (off, or not a Fourier param)."""
@@ -233,17 +236,17 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
     decay = s.decay()
     power = decay_at(0, decay) if decay else s.decay_power  # a decay schedule starts as a render at its first power
     param = make_param(s.param, unit_generators(seeds, "init"), h, w, power, s.decorrelate, s.sigmoid,
-                       spectrum=s.spectrum, maco_alpha=s.maco_alpha)
+                       init_std=s.init_std, spectrum=s.spectrum, maco_alpha=s.maco_alpha)
     param = param.to(model.device)
     run = functools.partial(optimize, model, objective, channels_last=s.channels_last, precision=s.precision,
                             on_step=on_step, compile=s.compile, precondition=make_preconditioner(s.gradient),
-                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup, decay=decay)
+                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup, decay=decay, betas=s.betas)
     start = 0
     if s.coarse_steps > 0 and s.param in COARSE_PARAMS:  # coarse to fine (fvcli/optvis/coarse.py)
         start = min(s.coarse_steps, s.steps)
         c = coarse_size(s.size, s.coarse_scale)
         small = make_param(s.param, unit_generators(seeds, "init"), c, c, power, s.decorrelate,
-                           s.sigmoid).to(model.device)
+                           s.sigmoid, init_std=s.init_std).to(model.device)
         sched = Schedule.build(s.coarse_transforms, start, unit_generators(seeds, "transforms"), c, c, model.device,
                                strength(start, s.transforms_from, s.transforms_ramp))
         for snap in run(small, sched, start, s.lr, [t for t in s.thresholds if t < start], final=False,

@@ -125,7 +125,7 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
     def new_param(entering: list[_Slot]) -> nn.Module:
         return make_param(s.param, unit_generators([sl.item.seed for sl in entering], "init"), h, w,
                           decay_at(0, decay) if decay else s.decay_power, s.decorrelate, s.sigmoid,
-                          spectrum=s.spectrum).to(model.device)
+                          init_std=s.init_std, spectrum=s.spectrum).to(model.device)
 
     def refill() -> None:
         nonlocal param, opt
@@ -139,7 +139,7 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
             return
         fresh = new_param(entering)
         if param is None:
-            param, opt = fresh, RowAdam(fresh.parameters(), lr=s.lr)
+            param, opt = fresh, RowAdam(fresh.parameters(), lr=s.lr, betas=s.betas)
         else:
             news = iter([p.detach() for _, p in fresh.named_parameters()])
             _rebind(param, lambda old: torch.cat([old, next(news)]))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ..models import ModelOptions, Preprocess, parse_layouts
 from ..optvis.coarse import coarse_size
 from ..optvis.loop import LoopSettings
+from ..optvis.optim import BETAS as ADAM_BETAS
 from ..optvis.optim import LR_SCHEDULES
 from ..optvis.preconditioners import KINDS as PRECONDITIONERS
 from ..optvis.preconditioners import GradientSpec
@@ -77,6 +78,9 @@ class RenderRecipe:
     # amounts at step 0, linear to the written strength at step `transforms_ramp` (0: as written throughout)
     transforms_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
     transforms_ramp: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
+    # Adam's moments (the article's Adam: 0.9, 0.999): the decay of the running mean of the gradient and of its square
+    beta1: float = field(default=ADAM_BETAS[0], metadata=_bounds(0.0, 0.9999))
+    beta2: float = field(default=ADAM_BETAS[1], metadata=_bounds(0.0, 0.99999))
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class ParamRecipe:
     # `decay_ramp` (0: decay_power throughout); Fourier params
     decay_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
     decay_ramp: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
+    # the initial image: the std of the random draw of the spectrum (Fourier) or pixels (pixel); 0 starts from flat
+    # grey (None: lucid's 0.01)
+    init_std: float | None = field(default=None, metadata=_bounds(0.0, 10.0))
     spectrum: str | None = None  # maco: magnitude spectrum file from `fv spectrum` (None: fitted 1/f**alpha)
     maco_alpha: bool = False  # maco: also write the transparency map KEY.alpha.png
 
@@ -200,7 +207,8 @@ class Recipe:
                             coarse_scale=r.coarse_scale, coarse_transforms=coarse,
                             lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup,
                             transforms_from=r.transforms_from, transforms_ramp=r.transforms_ramp,
-                            decay_from=p.decay_from, decay_ramp=p.decay_ramp)
+                            decay_from=p.decay_from, decay_ramp=p.decay_ramp,
+                            betas=(r.beta1, r.beta2), init_std=p.init_std)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -228,6 +236,11 @@ class Recipe:
         if self.param.decay_ramp == 0 or self.param.decay_from == self.param.decay_power:  # no decay schedule:
             d["param"].pop("decay_from")  # recipes from before it keep their hash
             d["param"].pop("decay_ramp")
+        if (r.beta1, r.beta2) == ADAM_BETAS:  # the article's Adam: recipes from before the keys keep their hash
+            d["render"].pop("beta1")
+            d["render"].pop("beta2")
+        if self.param.init_std is None:  # lucid's initial noise: the same
+            d["param"].pop("init_std")
         if r.coarse_steps == 0:  # not used: recipes from before the key keep their hash
             d["render"].pop("coarse_steps")
         if r.coarse == 0 and r.coarse_steps == 0:  # off: recipes from before coarse to fine keep their hash

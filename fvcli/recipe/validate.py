@@ -162,6 +162,10 @@ def from_dict(raw: Any) -> Recipe:
         if par.kind != "fourier":
             raise FvError(f"recipe keys param.decay_from / param.decay_ramp schedule a Fourier spectrum's decay; "
                           f"param.kind is {par.kind!r}: set param.kind: fourier or param.decay_ramp: 0")
+    if par.init_std is not None and par.kind == "maco":
+        raise FvError(f"recipe key param.init_std={par.init_std} sets the initial noise of a fourier or pixel param; "
+                      f"param.kind is 'maco' (its phase starts at random, its magnitudes are fixed): "
+                      f"set param.kind: fourier or pixel, or remove param.init_std")
     parse_layouts(kw["model"].layouts)  # validates now: a bad layout is a recipe error, not a late surprise
     kw["transforms"] = parse_transforms(raw["transforms"]) if "transforms" in raw else PRESETS["strong"]
     units = raw.get("units") or []
