@@ -66,6 +66,11 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     "copies2": lambda steps: ["transforms=[{pad: 32}, {jitter: 32}, {scale: [0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, "
                               "1.15, 1.2]}, {rotate: [-20, -15, -10, -5, 0, 5, 10, 15, 20]}, {jitter: 16}, "
                               "{crop: true}, {copies: 2}]"],
+    # round 7, after round 6 at 128 px on TUNE200 (beta1 0.5 ahead early -- 0.12 vs 0.07 at step 16, 0.22 vs 0.15 at
+    # 32 -- and level at 128, 0.47 vs 0.46; cosine, beta2 0.99 and the initial image not; 2 copies ahead per step,
+    # behind per second): beta1 0.5 at 224 px alone and with coarse96, and at 128 px with the decay schedule
+    "beta1=0.5+decay1.5to1@64": lambda steps: ["render.beta1=0.5", "param.decay_from=1.5", "param.decay_ramp=64"],
+    "coarse96+beta1=0.5": lambda steps: ["render.coarse_steps=96", "render.beta1=0.5"],
 }
 
 
