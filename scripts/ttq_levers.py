@@ -71,6 +71,11 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     # behind per second): beta1 0.5 at 224 px alone and with coarse96, and at 128 px with the decay schedule
     "beta1=0.5+decay1.5to1@64": lambda steps: ["render.beta1=0.5", "param.decay_from=1.5", "param.decay_ramp=64"],
     "coarse96+beta1=0.5": lambda steps: ["render.coarse_steps=96", "render.beta1=0.5"],
+    # round 8, after round 7 (128 px: beta1 0.5 with the decay schedule 0.23 vs 0.07 at step 16, 0.42 vs 0.30 at 64,
+    # 0.51 vs 0.46 at 128 -- the two stack; 224 px: beta1 0.5 0.41 vs 0.36 at 128, with coarse96 0.54 vs 0.47): the
+    # decay schedule with beta1 0.5 at 224 px (row beta1=0.5+decay1.5to1@64 above), and the three together
+    "coarse96+beta1=0.5+decay1.5to1@64": lambda steps: ["render.coarse_steps=96", "render.beta1=0.5",
+                                                        "param.decay_from=1.5", "param.decay_ramp=64"],
 }
 
 
