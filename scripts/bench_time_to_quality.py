@@ -117,15 +117,30 @@ def clock_path(out: Path, row: str, k: int) -> Path:
     return out / slug(row) / f"chunk-{k:02d}.json"
 
 
+def cached_hash(cp: Path, want: str | None) -> None:
+    """A cached fv chunk is reused only if it was rendered with the row's recipe as it is now (a default or a lever
+    that changed since would otherwise pass old pictures off as new): its recipe hash must match."""
+    if want is None:
+        return
+    got = json.loads(cp.read_text()).get("hash")
+    if got != want:
+        raise SystemExit(f"bench_time_to_quality: {cp} was rendered with recipe {got or '(no hash recorded)'}, the row "
+                         f"is now {want} (its recipe changed since): move {cp.parent} away to render it again, or "
+                         f"name the old recipe as a lever of its own (scripts/ttq_levers.py, e.g. prev-default)")
+
+
 def run_model(key: str, args, lucent_path: str) -> None:
     out = model_dir(key, args)
     names = unit_strings(key, args)
     chunks = [names[i:i + args.chunk] for i in range(0, len(names), args.chunk)]
     rows = [r for r in all_rows() if r in args.rows]
+    hashes = {r: fv_recipe(key, r, args.size, args.steps, args.thresholds, args.batch).hash()
+              for r in rows if r.startswith("fv ")}
     for k, chunk in enumerate(chunks):
         for row in (rows if k % 2 == 0 else rows[::-1]):
             cp = clock_path(out, row, k)
             if cp.is_file():
+                cached_hash(cp, hashes.get(row))
                 continue
             cp.parent.mkdir(parents=True, exist_ok=True)
             cmd = [sys.executable, __file__, "--worker", row, "--model-key", key, "--worker-units", ",".join(chunk),
@@ -174,6 +189,11 @@ def score_model(key: str, args) -> dict:
     out = model_dir(key, args)
     steps = sorted(set(args.thresholds) | {args.steps})
     rows = [r for r in all_rows() if r in args.rows]
+    for r in rows:  # the pictures scored are those of the row's recipe as it is now
+        if r.startswith("fv "):
+            want = fv_recipe(key, r, args.size, args.steps, args.thresholds, args.batch).hash()
+            for cp in sorted((out / slug(r)).glob("chunk-*.json")):
+                cached_hash(cp, want)
     tim = {r: timings(out, r, steps) for r in rows}
     common = [u for u in unit_strings(key, args) if all(u in tim[r][0] for r in rows)]
     res: dict = {"model": key, "label": label_of(key), "units": common, "steps": steps, "rows": {}, "size": args.size,

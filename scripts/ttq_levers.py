@@ -79,6 +79,17 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
 }
 
 
+# fv's default changed after round 8 (fourth session, 7 December): Adam's beta1 0.5 and the decay schedule 1.5 -> 1
+# over 64 steps (DEFAULT_LEVER), kept on BENCH200 at 128 and 224 px. A row `fv default` of a run before that is the
+# previous default, which these `--set` items give back (the article's Adam, 1/f from the first step).
+DEFAULT_LEVER = "beta1=0.5+decay1.5to1@64"
+PREVIOUS_DEFAULT = ["render.beta1=0.9", "param.decay_ramp=0"]
+
+
+LEVERS["prev-default"] = lambda steps: PREVIOUS_DEFAULT  # the rows `fv default` of the runs before the change
+LEVERS["prev-coarse96"] = lambda steps: PREVIOUS_DEFAULT + ["render.coarse_steps=96"]  # `fv coarse96` then
+
+
 def lever_sets(row: str, steps: int) -> list[str]:
     """The `--set` items of a row `fv NAME` in a render of `steps` steps (none for the rows that are not levers)."""
     name = row.removeprefix("fv ")

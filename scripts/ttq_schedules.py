@@ -11,6 +11,12 @@ the transform ramp) is, up to its random draws, the picture an s-step render of 
 coarse-to-fine row's coarse phase is that of a plain render at the coarse size (its transforms scaled to it): it
 becomes a schedule at that size. Its quality: the open judge's top-1 over the run's classes at that step (and
 the mean class logit). When two runs measured the same (size, row, steps), the one with more classes wins.
+
+Runs from before the default changed (`--previous-default FILE,...`; a run whose `fv default` row came from the
+cache of such a run is one too): every row of theirs gets scripts/ttq_levers.py's PREVIOUS_DEFAULT items first, its
+own levers after (they win), and its name says which of the previous default's items stayed (`adam0.9`, `decay1`).
+A row with the lever that became the default (DEFAULT_LEVER) is named without it (its items stay written out, so the
+row means the same if the default changes again).
 """
 from __future__ import annotations
 
@@ -24,15 +30,30 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from ttq_levers import lever_sets  # noqa: E402
+from ttq_levers import DEFAULT_LEVER, PREVIOUS_DEFAULT, lever_sets  # noqa: E402
 
 from fvcli.optvis.coarse import coarse_size  # noqa: E402
 
 OUT = HERE.parent / "fvcli" / "budget" / "schedules.yaml"
 
 
-def rows_of(spec: str, wanted: set[str]) -> list[dict]:
-    """One entry per (row, step) of a run's MobileNetV2 result (`FILE` or `FILE:SIZE` for a file without its size)."""
+def label_of(row: str, previous: bool) -> str:
+    """A row's name in the table: its levers (DEFAULT_LEVER, when all of it is there, is the default and not named),
+    `default` for none; in a run from before the change, `adam0.9` / `decay1` for the previous default's items that
+    the row's own levers do not override."""
+    levers = [p for p in row.removeprefix("fv ").split("+") if p != "default"]
+    if set(DEFAULT_LEVER.split("+")) <= set(levers):
+        levers = [p for p in levers if p not in DEFAULT_LEVER.split("+")]
+    if previous:
+        written = {x.split("=", 1)[0] for x in lever_sets(row, 1)}
+        levers += [tag for key, tag in (("render.beta1", "adam0.9"), ("param.decay_ramp", "decay1"))
+                   if key not in written]
+    return "+".join(levers) or "default"
+
+
+def rows_of(spec: str, wanted: set[str], previous: bool = False) -> list[dict]:
+    """One entry per (row, step) of a run's MobileNetV2 result (`FILE` or `FILE:SIZE` for a file without its size);
+    `previous`: a run from before the default changed (see the module's docstring)."""
     name, _, given = spec.partition(":")
     path = Path(name)
     out = []
@@ -46,16 +67,16 @@ def rows_of(spec: str, wanted: set[str]) -> list[dict]:
                 continue
             for s, t in r["top1"].items():
                 steps = int(s)
-                sets = lever_sets(row, steps)
+                sets = (PREVIOUS_DEFAULT if previous else []) + lever_sets(row, steps)
                 lever = dict(x.split("=", 1) for x in sets)
-                name, at = f"{size}px-{row.removeprefix('fv ')}-{steps}", size
+                name, at = f"{size}px-{label_of(row, previous)}-{steps}", size
                 if int(lever.get("render.coarse_steps", 0)) >= steps:
                     # still in the coarse phase: the picture of a plain render at the coarse size (coarse_scale of
                     # the size, the transforms scaled to it), upsampled for the judge -- that render's schedule
                     at = coarse_size(size, float(lever.get("render.coarse_scale", 0.5)))
                     sets = [x for x in sets if not x.startswith("render.coarse")]  # its other levers stay
                     label = "+".join(p for p in row.removeprefix("fv ").split("+") if not p.startswith("coarse"))
-                    name = f"{at}px-{label or 'default'}-{steps}"
+                    name = f"{at}px-{label_of('fv ' + (label or 'default'), previous)}-{steps}"
                 out.append({"name": name, "size": at, "steps": steps, "set": sets, "top1": round(float(t["p"]), 4),
                             "objective": round(float(r["objective"][s]), 3), "n": n,
                             "ci": [round(float(c), 3) for c in t["ci"]], "run": path.name})
@@ -68,12 +89,14 @@ def main() -> None:
     ap.add_argument("--rows", default="fv default", help="the rows that become schedules (default + kept levers)")
     ap.add_argument("--min-steps", type=int, default=16, help="shorter snapshots are not offered")
     ap.add_argument("--note", default="", help="a line for the header (machine, date, what was run)")
+    ap.add_argument("--previous-default", default="", help="run files (names) from before the default changed")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     wanted = {r.strip() for r in a.rows.split(",") if r.strip()}
     best: dict[tuple, dict] = {}
+    previous = {x.strip() for x in a.previous_default.split(",") if x.strip()}
     for p in a.runs:
-        for e in rows_of(p, wanted):
+        for e in rows_of(p, wanted, Path(p.split(":")[0]).name in previous):
             key = (e["size"], e["name"])
             if e["steps"] >= a.min_steps and (key not in best or e["n"] > best[key]["n"]):
                 best[key] = e

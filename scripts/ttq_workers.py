@@ -91,7 +91,7 @@ def worker_fv(a) -> dict:
     units = [u for s in names for u in parse_units(s, model)]
     steps = sorted(set(a.thresholds) | {a.steps})
     clock_at = clocked(a.device, steps)
-    clock: dict = {"spawn": a.t0, "ready": time.time(), "batches": [], "stopped": {}}
+    clock: dict = {"spawn": a.t0, "ready": time.time(), "batches": [], "stopped": {}, "hash": rec.hash()}
     if streams(rec):
         for res in run_stream(model, rec, units, min(a.batch, len(units))):
             i = units.index(res.units[0])

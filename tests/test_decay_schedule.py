@@ -147,15 +147,19 @@ def test_in_a_refilled_batch_each_unit_follows_the_schedule_from_its_own_step(de
 
 
 def test_recipes_without_a_schedule_keep_their_hash_and_bad_combinations_are_named():
-    default = load_recipe(None)
-    assert load_recipe(None, ["param.decay_ramp=0", "param.decay_from=2"]).hash() == default.hash()
-    assert load_recipe(None, ["param.decay_ramp=64", "param.decay_from=1"]).hash() == default.hash()
-    assert load_recipe(None, ["param.decay_ramp=64", "param.decay_from=1.5"]).hash() != default.hash()
-    s = load_recipe(None, ["param.decay_ramp=64", "param.decay_from=1.5"]).loop_settings()
-    assert s.decay() == (1.0, 1.5, 64)
-    assert load_recipe(None).loop_settings().decay() is None
+    off = load_recipe(None, ["param.decay_ramp=0"])  # the article's 1/f from the first step
+    assert load_recipe(None, ["param.decay_ramp=0", "param.decay_from=2"]).hash() == off.hash()
+    assert load_recipe(None, ["param.decay_ramp=64", "param.decay_from=1"]).hash() == off.hash()
+    assert load_recipe(None).hash() != off.hash()
+    assert load_recipe(None).loop_settings().decay() == (1.0, 1.5, 64)  # fv's default: 1.5 -> 1 over 64 steps
+    assert off.loop_settings().decay() is None
+    assert load_recipe("article").loop_settings().decay() is None and load_recipe("lucid").loop_settings().decay() is None
+    # a pixel param has no spectrum: the default schedule is not its (same hash as with none), a written one is named
+    pixel = load_recipe(None, ["param.kind=pixel"])
+    assert pixel.loop_settings().decay() is None
+    assert pixel.hash() == load_recipe(None, ["param.kind=pixel", "param.decay_ramp=0"]).hash()
     with pytest.raises(FvError, match="param.kind"):
-        load_recipe(None, ["param.decay_ramp=64", "param.decay_from=1.5", "param.kind=pixel"])
+        load_recipe(None, ["param.decay_ramp=32", "param.decay_from=1.5", "param.kind=pixel"])
     assert load_recipe(None, ["param.decay_ramp=64", "param.decay_from=1.5", "stop.converge=true"]).stop.converge
     with pytest.raises(FvError, match="decay_from"):
         load_recipe(None, ["param.decay_from=9"])

@@ -187,5 +187,9 @@ def test_recipes_from_before_the_default_changed_keep_their_hashes():
     recipes are unchanged, and the old default is the new one with the article's transforms as written."""
     assert load_recipe("article").hash() == "39dd6d5c70d6caa4"
     assert load_recipe("lucid").hash() == "339d9f7a96320c83"
-    old_default = load_recipe(None, ["transforms=article", "render.transforms_at_size=null"])
+    article_opt = ["render.beta1=0.9", "param.decay_ramp=0"]  # the article's Adam and 1/f (the default until #29)
+    old_default = load_recipe(None, ["transforms=article", "render.transforms_at_size=null", *article_opt])
     assert old_default.hash() == "286c848f260cfe5e" != load_recipe(None).hash()
+    # the default before issue #29 (beta1 0.5, the decay schedule): the new one with the article's optimizer/spectrum
+    assert load_recipe(None, article_opt).hash() == "801a3b5aa2d8ee2a" != load_recipe(None).hash()
+    assert load_recipe("mobilenet_v2", article_opt).hash() == "085161fc9f9f1105"

@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..optvis.coupled_objectives import Diversity, gram_cosines
 from ..optvis.objectives import random_direction
+from ..optvis.optim import BETAS as ADAM_BETAS
 from ..outputs import to_uint8
 from ..recipe import ParamRecipe, Recipe
 from ..units.unit import Unit
@@ -33,8 +34,9 @@ def article_recipe(ctx: Context, steps: int, thresholds: tuple[int, ...] = ()) -
     """The network's recipe with the article's method at this size (for library functions that take a recipe)."""
     r = replace(ctx.recipe, transforms=ctx.scaled_chain(),
                 param=ParamRecipe(kind="fourier", decorrelate=True, sigmoid=ctx.recipe.param.sigmoid,
-                                  decay_power=ctx.recipe.param.decay_power))
-    return with_render(r, steps=steps, thresholds=thresholds, precision="fp32", batch_size="auto")
+                                  decay_power=ctx.recipe.param.decay_power, decay_ramp=0))  # 1/f from step 0
+    return with_render(r, steps=steps, thresholds=thresholds, precision="fp32", batch_size="auto",
+                       beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1])  # the article's Adam, whatever fv's default
 
 
 def _panels(ctx: Context, labels: list[str], objectives: list, images: torch.Tensor, seeds: list[int],

@@ -28,6 +28,11 @@ from .values import MAX_SIZE
 # Documented bounds: large enough for any real use, small enough that a typo cannot exhaust the machine.
 MAX_STEPS = 100_000
 MAX_BATCH = 1024
+# fv's default optimizer and spectrum schedule where the article's differ (issue #29: chosen on the TUNE200 classes,
+# kept on BENCH200 at 128 and 224 px, docs/reports/time-to-quality.md): Adam's beta1 0.5, and the spectrum's decay
+# from 1.5 to the article's 1/f over the first 64 steps. `-r article` and `-r lucid` write the article's values.
+DEFAULT_BETA1 = 0.5
+DEFAULT_DECAY = (1.5, 64)  # (param.decay_from, param.decay_ramp)
 
 
 def _bounds(lo: float | None = None, hi: float | None = None, choices: tuple | None = None) -> dict:
@@ -78,8 +83,9 @@ class RenderRecipe:
     # amounts at step 0, linear to the written strength at step `transforms_ramp` (0: as written throughout)
     transforms_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
     transforms_ramp: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
-    # Adam's moments (the article's Adam: 0.9, 0.999): the decay of the running mean of the gradient and of its square
-    beta1: float = field(default=ADAM_BETAS[0], metadata=_bounds(0.0, 0.9999))
+    # Adam's moments: the decay of the running mean of the gradient and of its square (the article's Adam: 0.9,
+    # 0.999; fv's default 0.5: less momentum, a good picture sooner -- docs/reports/time-to-quality.md)
+    beta1: float = field(default=DEFAULT_BETA1, metadata=_bounds(0.0, 0.9999))
     beta2: float = field(default=ADAM_BETAS[1], metadata=_bounds(0.0, 0.99999))
 
 
@@ -101,9 +107,10 @@ class ParamRecipe:
     sigmoid: bool = True
     decay_power: float = field(default=1.0, metadata=_bounds(0.0, 4.0))  # spectrum scale 1/f**decay_power
     # the decay over the steps (fvcli/optvis/decay_schedule.py): this power at step 0, linear to decay_power at step
-    # `decay_ramp` (0: decay_power throughout); Fourier params
-    decay_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
-    decay_ramp: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
+    # `decay_ramp` (0: decay_power throughout; fv's default 1.5 -> 1 over 64 steps, the article's 1/f throughout);
+    # Fourier params (the other kinds ignore the default)
+    decay_from: float = field(default=DEFAULT_DECAY[0], metadata=_bounds(0.0, 4.0))
+    decay_ramp: int = field(default=DEFAULT_DECAY[1], metadata=_bounds(0, MAX_STEPS))
     # the initial image: the std of the random draw of the spectrum (Fourier) or pixels (pixel); 0 starts from flat
     # grey (None: lucid's 0.01)
     init_std: float | None = field(default=None, metadata=_bounds(0.0, 10.0))
@@ -233,7 +240,7 @@ class Recipe:
         if r.transforms_ramp == 0 or r.transforms_from == 1.0:  # no ramp: recipes from before it keep their hash
             d["render"].pop("transforms_from")
             d["render"].pop("transforms_ramp")
-        if self.param.decay_ramp == 0 or self.param.decay_from == self.param.decay_power:  # no decay schedule:
+        if self.loop_settings().decay() is None:  # no decay schedule (off, or not a Fourier param):
             d["param"].pop("decay_from")  # recipes from before it keep their hash
             d["param"].pop("decay_ramp")
         if (r.beta1, r.beta2) == ADAM_BETAS:  # the article's Adam: recipes from before the keys keep their hash

@@ -20,6 +20,7 @@ from ..optvis.transforms import PRESETS
 from .chains import parse_transforms
 from .values import num, num_list
 from .schema import (
+    DEFAULT_DECAY,
     ExamplesRecipe,
     GradientRecipe,
     InterpolationRecipe,
@@ -158,8 +159,8 @@ def from_dict(raw: Any) -> Recipe:
         raise FvError("recipe keys stop.converge and render.coarse cannot be combined (a continuously refilled "
                       "batch renders at one size): set one of them off")
     par = kw["param"]
-    if par.decay_ramp and par.decay_from != par.decay_power:
-        if par.kind != "fourier":
+    if par.decay_ramp and par.decay_from != par.decay_power and (par.decay_from, par.decay_ramp) != DEFAULT_DECAY:
+        if par.kind != "fourier":  # a schedule the recipe wrote (the default one is simply not a pixel's)
             raise FvError(f"recipe keys param.decay_from / param.decay_ramp schedule a Fourier spectrum's decay; "
                           f"param.kind is {par.kind!r}: set param.kind: fourier or param.decay_ramp: 0")
     if par.init_std is not None and par.kind == "maco":
