@@ -61,7 +61,10 @@ def test_same_command_twice_gives_identical_png_bytes(cli, tmp_path):
 
 
 def test_unit_alone_and_in_a_batch_of_four(iv1):
-    rec = tiny_recipe(steps=8, size=SIZE, thresholds=[0])  # the article's transforms
+    # the article's optimizer (Adam 0.9, 1/f from step 0): under fv's default (beta1 0.5, a steep start) the images
+    # move about twice as far per step and the last bits of a batch's rounding grow to several levels within 8 steps
+    # on this random network at 32 px (docs/reports/guarantees.md, "Alone or in a batch": measured there)
+    rec = tiny_recipe("render.beta1=0.9", "param.decay_ramp=0", steps=8, size=SIZE, thresholds=[0])
     unit = Unit("channel", "mixed4a", 11)
     others = parse_units("mixed4a:3,100,400", iv1)
     alone = run_batch(iv1, rec, [unit])
