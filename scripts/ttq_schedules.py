@@ -51,6 +51,16 @@ def label_of(row: str, previous: bool) -> str:
     return "+".join(levers) or "default"
 
 
+def last_wins(sets: list[str]) -> list[str]:
+    """`--set` items with each key once, at its last value (a lever's items override PREVIOUS_DEFAULT's)."""
+    out: dict[str, str] = {}
+    for x in sets:
+        key, value = x.split("=", 1)
+        out.pop(key, None)
+        out[key] = value
+    return [f"{k}={v}" for k, v in out.items()]
+
+
 def rows_of(spec: str, wanted: set[str], previous: bool = False) -> list[dict]:
     """One entry per (row, step) of a run's MobileNetV2 result (`FILE` or `FILE:SIZE` for a file without its size);
     `previous`: a run from before the default changed (see the module's docstring)."""
@@ -77,7 +87,7 @@ def rows_of(spec: str, wanted: set[str], previous: bool = False) -> list[dict]:
                     sets = [x for x in sets if not x.startswith("render.coarse")]  # its other levers stay
                     label = "+".join(p for p in row.removeprefix("fv ").split("+") if not p.startswith("coarse"))
                     name = f"{at}px-{label_of('fv ' + (label or 'default'), previous)}-{steps}"
-                out.append({"name": name, "size": at, "steps": steps, "set": sets, "top1": round(float(t["p"]), 4),
+                out.append({"name": name, "size": at, "steps": steps, "set": last_wins(sets), "top1": round(float(t["p"]), 4),
                             "objective": round(float(r["objective"][s]), 3), "n": n,
                             "ci": [round(float(c), 3) for c in t["ci"]], "run": path.name})
     return out

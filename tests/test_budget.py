@@ -198,6 +198,24 @@ def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
     # the coarse phase of a row with other levers: a plain render at the coarse size that keeps them
     assert (s["112px-decay1.5to1@64-48"].size, s["112px-decay1.5to1@64-48"].sets) == \
         (112, ("param.decay_from=1.5", "param.decay_ramp=64"))
+    # a run from before the default changed: its `fv default` is the previous default, pinned by its items and named
+    # for them; the lever that became the default is `default`, each key written once at its last value
+    res[0]["rows"] = {"fv default": {"top1": top1({32: 0.2}), "objective": {"32": 1}},
+                      "fv beta1=0.5+decay1.5to1@64": {"top1": top1({32: 0.3}), "objective": {"32": 1}},
+                      "fv decay1.5to1@64": {"top1": top1({32: 0.25}), "objective": {"32": 1}}}
+    runs.write_text(json.dumps(res))
+    p = subprocess.run([sys.executable, script, str(runs), "--rows",
+                        "fv default,fv beta1=0.5+decay1.5to1@64,fv decay1.5to1@64", "--previous-default",
+                        runs.name, "--out", str(out)], capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    s = {x.name: x for x in load_schedules(out)}
+    assert s["224px-adam0.9+decay1-32"].sets == ("render.beta1=0.9", "param.decay_ramp=0")
+    old = s["224px-adam0.9+decay1-32"].recipe(load_recipe(None))
+    assert (old.render.beta1, old.loop_settings().decay()) == (0.9, None)  # the previous default, as it was
+    assert s["224px-default-32"].sets == ("render.beta1=0.5", "param.decay_from=1.5", "param.decay_ramp=64")
+    assert s["224px-default-32"].recipe(load_recipe(None)).hash() == load_recipe(None, ["render.size=224",
+                                                                                       "render.steps=32"]).hash()
+    assert s["224px-decay1.5to1@64+adam0.9-32"].recipe(load_recipe(None)).render.beta1 == 0.9
 
 
 def test_a_sweep_that_falls_behind_moves_its_remaining_units_to_a_cheaper_schedule(tmp_path):
