@@ -117,6 +117,18 @@ def test_the_planner_moves_up_when_the_machine_is_faster_than_its_probes():
     assert p.speed == pytest.approx(0.1) and p.pick("a/1").name == "big"  # (125 - 10) x 0.1 = 11.5 s now fits
 
 
+def test_of_rows_tied_within_the_tables_resolution_the_cheapest_is_taken():
+    """0.605 and 0.600 are the same measured quality (a class of 200): the cheaper fitting one is chosen; a row a
+    real step below is not."""
+    from fvcli.budget.planner import TIE, best_that_fits
+
+    a, b, c = (RenderSchedule("slow", 128, 384, (), 0.605, 9.0), RenderSchedule("quick", 224, 128, (), 0.600, 8.0),
+               RenderSchedule("cheap", 64, 32, (), 0.605 - 2 * TIE, 1.0))
+    assert best_that_fits([(a, 100.0), (b, 40.0), (c, 5.0)], 120.0)[:2] == (b, 40.0)
+    assert best_that_fits([(a, 100.0), (b, 140.0), (c, 5.0)], 120.0)[:2] == (a, 100.0)  # the tie does not fit
+    assert best_that_fits([(a, 100.0), (b, 140.0), (c, 5.0)], 1.0) == (c, 5.0, False)
+
+
 def test_nothing_fits_the_cheapest_and_the_plan_says_it_is_late():
     clock = Clock()
     p = planner(3, clock)

@@ -7,7 +7,8 @@ files, finalize and the noise of a prediction: `RESERVE`). Before each batch the
 reports what the batch took (`observe`): a machine slower than its probes (a busy node, thermal limits) raises the
 speed factor, and the remaining units move to the best schedule that still fits -- the sweep adapts instead of
 missing the deadline. A faster one moves them up again. Nothing fits: the cheapest schedule, and the plan says by
-how much it will be late.
+how much it will be late. Rows within `TIE` of the best that fits count as the same quality, and the cheapest of
+them is taken.
 
 `choose_for_budget` is the one-shot form for `fv render --budget SECONDS_PER_UNIT`.
 """
@@ -23,6 +24,9 @@ from .durations import fmt_duration
 from .schedules import RenderSchedule
 
 RESERVE = 0.05  # of the time left, held back for what the step costs do not cover (and the prediction's noise)
+# Rows whose measured top-1 is within this of the best that fits are the same quality for the planner (the table's
+# resolution is 1/200: this is two classes of its 200): of those it takes the cheapest, finishing sooner for nothing.
+TIE = 0.01
 MIN_RESERVE_S = 30.0
 
 
@@ -79,14 +83,9 @@ class DeadlinePlanner:
         return left - max(MIN_RESERVE_S, RESERVE * left)
 
     def choose(self) -> tuple[RenderSchedule, float, bool]:
-        """(the best schedule that fits what is left, its predicted seconds, does it fit)."""
-        budget = self.budget()
-        priced = [(s, self.predicted(s)) for s in self.schedules]
-        for s, secs in priced:
-            if secs <= budget:
-                return s, secs, True
-        s, secs = min(priced, key=lambda p: p[1])
-        return s, secs, False
+        """(the best schedule that fits what is left -- the cheapest of those tied with it --, its predicted seconds,
+        does it fit)."""
+        return best_that_fits([(s, self.predicted(s)) for s in self.schedules], self.budget())
 
     def pick(self, batch_id: str) -> RenderSchedule:
         """The schedule for this batch (chosen now for it and everything after; the same again on a retry)."""
@@ -124,16 +123,23 @@ class DeadlinePlanner:
                        f"the sweep or give it longer")
 
 
+def best_that_fits(priced: Sequence[tuple[RenderSchedule, float]], budget: float) -> tuple[RenderSchedule, float, bool]:
+    """Of (schedule, cost) pairs, best first: the cheapest of those that fit and are within TIE of the best that
+    fits, or the cheapest of all when none fits (and False)."""
+    fitting = [(s, c) for s, c in priced if c <= budget]
+    if not fitting:
+        s, c = min(priced, key=lambda p: p[1])
+        return s, c, False
+    best = max(s.top1 for s, _ in fitting)
+    s, c = min(((s, c) for s, c in fitting if s.top1 >= best - TIE - 1e-9), key=lambda p: p[1])
+    return s, c, True
+
+
 def choose_for_budget(base: Recipe, schedules: Sequence[RenderSchedule], costs: StepCosts, layer_images:
                       Sequence[tuple[str, int]], seconds_per_unit: float) -> tuple[RenderSchedule, float, bool]:
-    """`fv render --budget`: (the best schedule whose predicted seconds per unit fit, those seconds, fits)."""
+    """`fv render --budget`: (the best schedule whose predicted seconds per unit fit -- the cheapest of those tied
+    with it --, those seconds, fits)."""
     units = sum(n for _, n in layer_images)
-    priced = []
-    for s in schedules:
-        rec = s.recipe(base)
-        per_unit = sum(costs.seconds(rec, layer, n) for layer, n in layer_images) / max(1, units)
-        if per_unit <= seconds_per_unit:
-            return s, per_unit, True
-        priced.append((s, per_unit))
-    s, per_unit = min(priced, key=lambda p: p[1])
-    return s, per_unit, False
+    priced = [(s, sum(costs.seconds(s.recipe(base), layer, n) for layer, n in layer_images) / max(1, units))
+              for s in schedules]
+    return best_that_fits(priced, seconds_per_unit)
