@@ -77,7 +77,9 @@ def rows_of(spec: str, wanted: set[str], previous: bool = False) -> list[dict]:
                 continue
             for s, t in r["top1"].items():
                 steps = int(s)
-                sets = (PREVIOUS_DEFAULT if previous else []) + lever_sets(row, steps)
+                # the default of the run written out first (the row means the same if the default changes again)
+                sets = (PREVIOUS_DEFAULT if previous else lever_sets("fv " + DEFAULT_LEVER, steps)) + \
+                    lever_sets(row, steps)
                 lever = dict(x.split("=", 1) for x in sets)
                 name, at = f"{size}px-{label_of(row, previous)}-{steps}", size
                 if int(lever.get("render.coarse_steps", 0)) >= steps:
