@@ -72,7 +72,8 @@ CLASS_RULES = {"bench": range(1, 1001, 15), "dev": range(7, 1001, 120),
 # regularizers and render.lr of configs/NAME.yaml. `lucent` is the peer (see the docstring).
 # The rows other than fv's default run with the optimizer and spectrum they were measured with, the article's (Adam
 # 0.9 / 0.999, 1/f from the first step): fv's default has beta1 0.5 and a decay schedule since issue #29.
-ARTICLE_ADAM = ["render.beta1=0.9", "param.decay_ramp=0"]
+from fvcli.figures.quality import ARTICLE_ADAM  # noqa: E402  (the article's optimizer and 1/f, as --set items)
+
 PIXEL = ARTICLE_ADAM + ["param.kind=pixel", "param.decorrelate=false", "transforms=none"]
 RECIPES: dict[str, list[str]] = {
     "article": ARTICLE_ADAM + ["transforms=article"],

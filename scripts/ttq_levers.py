@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fvcli.figures.quality import ARTICLE_ADAM
+
 LEVERS: dict[str, Callable[[int], list[str]]] = {
     # transform strength, weak to strong: a quarter of the written pixel shifts, angles and log-scales at step 0,
     # rising linearly to the full strength at step 64 (fvcli/optvis/transforms.py, `strength`)
@@ -83,7 +85,7 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
 # over 64 steps (DEFAULT_LEVER), kept on BENCH200 at 128 and 224 px. A row `fv default` of a run before that is the
 # previous default, which these `--set` items give back (the article's Adam, 1/f from the first step).
 DEFAULT_LEVER = "beta1=0.5+decay1.5to1@64"
-PREVIOUS_DEFAULT = ["render.beta1=0.9", "param.decay_ramp=0"]
+PREVIOUS_DEFAULT = ARTICLE_ADAM  # the article's Adam and 1/f from step 0
 
 
 LEVERS["prev-default"] = lambda steps: PREVIOUS_DEFAULT  # the rows `fv default` of the runs before the change
