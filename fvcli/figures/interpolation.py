@@ -109,7 +109,8 @@ def interpolate(model: LoadedModel, recipe: Recipe, a: Unit, b: Unit, frames: in
     t0 = time.perf_counter()
     snaps = list(optimize(model, objective, param, schedule, s.steps, s.lr, s.thresholds,
                           channels_last=s.channels_last, precision=s.precision, on_step=on_step,
-                          precondition=make_preconditioner(s.gradient), betas=s.betas))
+                          precondition=make_preconditioner(s.gradient), betas=s.betas,
+                          beta1_ramp=s.beta1_schedule()))
     seconds = time.perf_counter() - t0
     sa, sb = score_frames(model, obj_a, obj_b, snaps[-1].images)
     return Interpolation(a, b, interp.ts, seeds, shared_seed, transform_seed, lay, align_weight, align_decay,

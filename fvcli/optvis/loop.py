@@ -20,7 +20,7 @@ from ..models import Capture, LoadedModel
 from .coarse import COARSE_PARAMS, coarse_size, hand_on, upsample
 from .decay_schedule import Decay, decay_at, set_decay
 from .objectives import Objective
-from .optim import BETAS, Adam, lr_factor
+from .optim import BETAS, Adam, Beta1Ramp, lr_factor
 from .param import make_param
 from .preconditioners import GradientSpec, apply_preconditioner, make_preconditioner
 from .transforms import Schedule, Step, strength
@@ -108,7 +108,8 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
              precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
              start: int = 0, final: bool = True, lr_schedule: str = "constant",
              lr_warmup: int = 0, schedule_steps: int | None = None,
-             decay: Decay | None = None, betas: tuple[float, float] = BETAS) -> Iterator[Snapshot]:
+             decay: Decay | None = None, betas: tuple[float, float] = BETAS,
+             beta1_ramp: Beta1Ramp | None = None) -> Iterator[Snapshot]:
     """Maximise `objective` (one score per image; loss = -sum) over `param` with Adam; yield at `thresholds`.
     `precondition` (fvcli/optvis/preconditioners.py) maps each parameter's gradient before the optimizer step.
     `start`: the steps already taken by an earlier phase (coarse to fine): this one runs steps start..steps-1
@@ -116,9 +117,11 @@ def optimize(model: LoadedModel, objective: Objective, param: torch.nn.Module, s
     yield at `steps`. `lr_schedule`, `lr_warmup`: the learning rate over the steps (fvcli/optvis/optim.py) of the
     whole render (`schedule_steps`, default `steps`: a coarse phase follows the schedule of the render it opens).
     `decay`: the spectrum's decay over the (absolute) steps, fvcli/optvis/decay_schedule.py (None: as built).
-    `betas`: Adam's moments (the article's: 0.9, 0.999)."""
+    `betas`: Adam's moments (the article's: 0.9, 0.999); `beta1_ramp`: beta1 over the (absolute) steps, from
+    beta1_ramp[0] to betas[0] at step beta1_ramp[1] (fvcli/optvis/optim.py; None: betas[0] throughout)."""
     thresholds = sorted({t for t in thresholds if start <= t <= steps} | ({steps} if final else set()))
-    opt = Adam(param.parameters(), lr=lr, betas=betas)  # torch.optim.Adam's arithmetic, without its torch._dynamo import
+    # torch.optim.Adam's arithmetic, without its torch._dynamo import
+    opt = Adam(param.parameters(), lr=lr, betas=betas, beta1_ramp=beta1_ramp, first_step=start)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     prep = model.preprocess.apply
 
@@ -220,6 +223,8 @@ class LoopSettings:
     decay_from: float = 1.0  # the spectrum's decay at step 0 ... (fvcli/optvis/decay_schedule.py)
     decay_ramp: int = 0  # ... linear to decay_power at this step (0: decay_power throughout)
     betas: tuple[float, float] = BETAS  # Adam's moments
+    beta1_from: float | None = None  # beta1 at step 0 ... (fvcli/optvis/optim.py)
+    beta1_ramp: int = 0  # ... linear to betas[0] at this step (0 or None: betas[0] throughout)
     init_std: float | None = None  # the initial image's noise (None: the param's own default)
 
     def decay(self) -> Decay | None:
@@ -227,6 +232,12 @@ class LoopSettings:
         if self.decay_ramp <= 0 or self.decay_from == self.decay_power or self.param != "fourier":
             return None
         return (self.decay_power, self.decay_from, self.decay_ramp)
+
+    def beta1_schedule(self) -> Beta1Ramp | None:
+        """Adam's beta1 over the steps as (beta1 at step 0, ramp steps), or None (constant)."""
+        if self.beta1_ramp <= 0 or self.beta1_from is None or self.beta1_from == self.betas[0]:
+            return None
+        return (self.beta1_from, self.beta1_ramp)
 
 
 def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int], s: LoopSettings,
@@ -240,7 +251,8 @@ def render_batch(model: LoadedModel, objective: Objective, seeds: Sequence[int],
     param = param.to(model.device)
     run = functools.partial(optimize, model, objective, channels_last=s.channels_last, precision=s.precision,
                             on_step=on_step, compile=s.compile, precondition=make_preconditioner(s.gradient),
-                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup, decay=decay, betas=s.betas)
+                            lr_schedule=s.lr_schedule, lr_warmup=s.lr_warmup, decay=decay, betas=s.betas,
+                            beta1_ramp=s.beta1_schedule())
     start = 0
     if s.coarse_steps > 0 and s.param in COARSE_PARAMS:  # coarse to fine (fvcli/optvis/coarse.py)
         start = min(s.coarse_steps, s.steps)

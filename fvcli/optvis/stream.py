@@ -139,7 +139,8 @@ def render_stream(model: LoadedModel, items: Sequence[StreamItem], s: LoopSettin
             return
         fresh = new_param(entering)
         if param is None:
-            param, opt = fresh, RowAdam(fresh.parameters(), lr=s.lr, betas=s.betas)
+            param, opt = fresh, RowAdam(fresh.parameters(), lr=s.lr, betas=s.betas,
+                                        beta1_ramp=s.beta1_schedule())
         else:
             news = iter([p.detach() for _, p in fresh.named_parameters()])
             _rebind(param, lambda old: torch.cat([old, next(news)]))

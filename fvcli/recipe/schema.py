@@ -87,6 +87,10 @@ class RenderRecipe:
     # 0.999; fv's default 0.5: less momentum, a good picture sooner -- docs/reports/time-to-quality.md)
     beta1: float = field(default=DEFAULT_BETA1, metadata=_bounds(0.0, 0.9999))
     beta2: float = field(default=ADAM_BETAS[1], metadata=_bounds(0.0, 0.99999))
+    # beta1 over the steps (fvcli/optvis/optim.py): this value at step 0, linear to render.beta1 at step
+    # `beta1_ramp` (null or 0: render.beta1 throughout)
+    beta1_from: float | None = field(default=None, metadata=_bounds(0.0, 0.9999))
+    beta1_ramp: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,8 @@ class Recipe:
                             lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup,
                             transforms_from=r.transforms_from, transforms_ramp=r.transforms_ramp,
                             decay_from=p.decay_from, decay_ramp=p.decay_ramp,
-                            betas=(r.beta1, r.beta2), init_std=p.init_std)
+                            betas=(r.beta1, r.beta2), beta1_from=r.beta1_from, beta1_ramp=r.beta1_ramp,
+                            init_std=p.init_std)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -246,6 +251,9 @@ class Recipe:
         if (r.beta1, r.beta2) == ADAM_BETAS:  # the article's Adam: recipes from before the keys keep their hash
             d["render"].pop("beta1")
             d["render"].pop("beta2")
+        if self.loop_settings().beta1_schedule() is None:  # a constant beta1: recipes from before the keys keep
+            d["render"].pop("beta1_from")  # their hash
+            d["render"].pop("beta1_ramp")
         if self.param.init_std is None:  # lucid's initial noise: the same
             d["param"].pop("init_std")
         if r.coarse_steps == 0:  # not used: recipes from before the key keep their hash
