@@ -4,6 +4,11 @@
 removed, all three channels) at radial frequencies above `cutoff` cycles per pixel (0.5 is the Nyquist limit).
 Noise-like, high-frequency images score near the area fraction of that band (~0.80 for cutoff 0.25 when the
 spectrum is flat); smooth, natural-looking images score far lower.
+
+`clipped_fraction`: the share of an image's 8-bit values at 0 or 255 -- where the parameterization's sigmoid has
+saturated and passes almost no gradient. Issue #29 measured it as the cause of a late cost: fv's steep start left 59 %
+of a random ResNet-50 `layer3` channel's values clipped at 512 steps (the article's 1/f start: 33 %) and that render
+finished 8 % lower (docs/reports/time-to-quality.md, rounds 9-10). Each render record carries it.
 """
 from __future__ import annotations
 
@@ -23,3 +28,9 @@ def high_frequency_energy(images: torch.Tensor, cutoff: float = HF_CUTOFF) -> to
     high = (fx * fx + fy * fy).sqrt() > cutoff  # (H, W//2+1)
     total = power.flatten(1).sum(1).clamp_min(1e-12)
     return (power * high).flatten(1).sum(1) / total
+
+
+def clipped_fraction(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> (B,) fraction of the values that an 8-bit PNG stores as 0 or 255."""
+    q = images.float().clamp(0, 1).mul(255).add(0.5).floor()  # outputs.to_uint8's quantization (the PNG's bytes)
+    return ((q <= 0) | (q >= 255)).flatten(1).double().mean(1)

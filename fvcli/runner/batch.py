@@ -16,6 +16,7 @@ import torch
 from ..errors import FvError, FvRuntimeError
 from ..models import LoadedModel
 from ..optvis.loop import NumericalFault, Snapshot, derive_seed, render_batch
+from ..optvis.metrics import clipped_fraction
 from ..optvis.objectives import Objective, PerImage
 from ..optvis.penalties import regularizers
 from ..outputs import atomic_write_json, save_png, versions
@@ -235,6 +236,8 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
         "size": recipe.render.size,
         "scores": {str(s.step): float(s.scores[b]) for s in snaps},
         "final_score": float(snaps[-1].scores[b]),
+        # the final picture's values at 0 or 255: a saturated sigmoid, nearly no gradient (optvis/metrics.py)
+        "clipped": round(float(clipped_fraction(snaps[-1].images[b:b + 1])[0]), 4),
         "device": str(model.device),
         "batch_size": batch_size,
         "seconds": round(seconds / max(1, batch_size), 4),
