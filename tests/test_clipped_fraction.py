@@ -4,6 +4,7 @@ own bytes, and a render pushed into saturation reports far more of it than a pla
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import torch
@@ -38,3 +39,17 @@ def test_a_record_reports_the_final_pictures_clipped_share(cli, tmp_path):
         assert rec["clipped"] == round(float(np.isin(png, (0, 255)).mean()), 4)  # the PNG's bytes
         clipped[name] = rec["clipped"]
     assert clipped["hot"] > 0.3 and clipped["hot"] > 5 * clipped["plain"], clipped
+
+
+def test_render_warns_when_pictures_come_out_saturated(cli, tmp_path, caplog):
+    """A render pushed into saturation is told so (a warning), with the unit and its share; a plain one is not."""
+    caplog.set_level(logging.WARNING, logger="fvcli")
+    base = ["--set", "model.name=demo", "--set", "render.size=48", "--set", "render.steps=32", "--device", "cpu"]
+    hot = cli("render", "logit:3", *base, "--set", "render.lr=4.0", "--set", "render.beta1=0.0", "-o", tmp_path / "h")
+    rec = json.loads(next((tmp_path / "h").glob("*.json")).read_text())
+    assert rec["clipped"] > 0.5
+    assert f"1 of 1 pictures have more than 50 % of their values clipped at 0 or 255 (logit:3: " \
+           f"{100 * rec['clipped']:.0f} %)" in caplog.text
+    caplog.clear()
+    plain = cli("render", "logit:3", *base, "-o", tmp_path / "p")
+    assert plain.exit_code == 0 and "clipped" not in caplog.text

@@ -87,6 +87,21 @@ def render(
         typer.echo(str(p))
     if result.grid:
         typer.echo(f"grid: {result.grid}")
+    _note_saturation(result.records)
+
+
+def _note_saturation(records: list[dict]) -> None:
+    """A warning when pictures came out mostly clipped at 0 or 255 (record `clipped`): there the sigmoid passes almost
+    no gradient, and a milder start finished higher on the network where it was measured (docs/guide/speed.md)."""
+    from ..optvis.metrics import SATURATED
+
+    hot = [r for r in records if (r.get("clipped") or 0.0) > SATURATED]
+    if hot:
+        worst = max(hot, key=lambda r: r["clipped"])
+        log.warning("%d of %d pictures have more than %d %% of their values clipped at 0 or 255 (%s: %.0f %%): the "
+                    "sigmoid saturated there and passes almost no gradient; --set param.decay_from=1.25 (a milder "
+                    "start) finished higher on such a network (docs/guide/speed.md, rounds 9-10)", len(hot),
+                    len(records), round(SATURATED * 100), worst.get("unit"), 100 * worst["clipped"])
 
 
 @app.command()

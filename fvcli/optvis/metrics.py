@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 HF_CUTOFF = 0.25  # cycles per pixel: the upper half of the frequency range
+SATURATED = 0.5  # `fv render` notes a picture with more than this share of its values clipped
 
 
 def high_frequency_energy(images: torch.Tensor, cutoff: float = HF_CUTOFF) -> torch.Tensor:
