@@ -10,12 +10,11 @@ import torch
 from fvcli.errors import FvError
 from fvcli.models import ModelOptions, load_model
 from fvcli.optvis.optim import Adam, RowAdam, beta1_at
-from fvcli.optvis.stream import StreamItem, render_stream
 from fvcli.recipe import load_recipe
-from fvcli.runner.batch import run_batch, unit_seed
+from fvcli.runner.batch import run_batch
 from fvcli.units.unit import parse_units
 
-from drift import same_picture
+from stream_entry import late_entry_matches_alone
 
 RAMP = ["render.beta1=0.9", "render.beta1_from=0.5", "render.beta1_ramp=12"]
 BASE = ["render.size=32", "render.steps=24", "model.name=demo", "render.thresholds=[0]"]
@@ -111,16 +110,7 @@ def test_a_ramped_render_climbs_on_a_path_of_its_own(demo):
 
 def test_a_unit_entering_a_stream_late_is_on_its_own_ramp(demo):
     rec = load_recipe(None, ["render.size=32", "render.steps=24", "model.name=demo", *RAMP])
-    target = parse_units("logit:5", demo)[0]
-    items = lambda us: [StreamItem(u.objective(demo), unit_seed(rec, demo, u)) for u in us]  # noqa: E731
-    alone = next(iter(render_stream(demo, items([target]), rec.loop_settings(), 1)))
-    late = next(f for f in render_stream(demo, items([*parse_units("logit:0,1", demo), target]),
-                                         rec.loop_settings(), 2) if f.index == 2)
-    same_picture(alone.snapshots[-1].images[0], late.snapshots[-1].images[0], alone.snapshots[-1].scores[0],
-                 late.snapshots[-1].scores[0], what="beta1 ramp: demo logit alone vs entering a stream late")
-    batch = run_batch(demo, rec, [target])
-    same_picture(alone.snapshots[-1].images[0], batch.snapshots[-1].images[0], alone.snapshots[-1].scores[0],
-                 batch.snapshots[-1].scores[0], what="beta1 ramp: stream vs plain batch")
+    late_entry_matches_alone(demo, rec, "beta1 ramp: demo logit")
 
 
 def test_coarse_then_fine_goes_on_along_the_ramp(demo, monkeypatch):

@@ -46,6 +46,7 @@ def test_render_warns_when_pictures_come_out_saturated(cli, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="fvcli")
     base = ["--set", "model.name=demo", "--set", "render.size=48", "--set", "render.steps=32", "--device", "cpu"]
     hot = cli("render", "logit:3", *base, "--set", "render.lr=4.0", "--set", "render.beta1=0.0", "-o", tmp_path / "h")
+    assert hot.exit_code == 0, hot.output
     rec = json.loads(next((tmp_path / "h").glob("*.json")).read_text())
     assert rec["clipped"] > 0.5
     assert f"1 of 1 pictures have more than 50 % of their values clipped at 0 or 255 (logit:3: " \

@@ -9,12 +9,11 @@ import torch
 from fvcli.errors import FvError
 from fvcli.models import ModelOptions, load_model
 from fvcli.optvis.optim import Adam, RowAdam
-from fvcli.optvis.stream import StreamItem, render_stream
 from fvcli.recipe import load_recipe
-from fvcli.runner.batch import run_batch, unit_seed
+from fvcli.runner.batch import run_batch
 from fvcli.units.unit import parse_units
 
-from drift import same_picture
+from stream_entry import late_entry_matches_alone
 
 BASE = ["render.size=32", "render.steps=24", "model.name=demo", "render.thresholds=[0]"]
 
@@ -73,18 +72,9 @@ def test_a_unit_entering_a_stream_late_gets_its_moments_and_its_start(demo):
     """RowAdam's moments and the stream's fresh params both follow the keys: alone == entering a refilled batch."""
     rec = load_recipe(None, ["render.size=32", "render.steps=24", "model.name=demo", "render.beta1=0.5",
                              "render.beta2=0.99", "param.init_std=0.03"])
-    target = parse_units("logit:5", demo)[0]
-    items = lambda us: [StreamItem(u.objective(demo), unit_seed(rec, demo, u)) for u in us]  # noqa: E731
-    alone = next(iter(render_stream(demo, items([target]), rec.loop_settings(), 1)))
-    late = next(f for f in render_stream(demo, items([*parse_units("logit:0,1", demo), target]),
-                                         rec.loop_settings(), 2) if f.index == 2)
-    same_picture(alone.snapshots[-1].images[0], late.snapshots[-1].images[0], alone.snapshots[-1].scores[0],
-                 late.snapshots[-1].scores[0], what="moments + init: demo logit alone vs entering a stream late")
-    batch = run_batch(demo, rec, [target])
-    same_picture(alone.snapshots[-1].images[0], batch.snapshots[-1].images[0], alone.snapshots[-1].scores[0],
-                 batch.snapshots[-1].scores[0], what="moments + init: stream vs plain batch")
+    alone = late_entry_matches_alone(demo, rec, "moments + init: demo logit")
     default = load_recipe(None, ["render.size=32", "render.steps=24", "model.name=demo"])
-    other = next(iter(render_stream(demo, items([target]), default.loop_settings(), 1)))
+    other = late_entry_matches_alone(demo, default, "default: demo logit")
     assert not torch.equal(other.snapshots[-1].images, alone.snapshots[-1].images)
 
 
