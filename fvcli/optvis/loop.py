@@ -224,7 +224,7 @@ class LoopSettings:
     decay_ramp: int = 0  # ... linear to decay_power at this step (0: decay_power throughout)
     betas: tuple[float, float] = BETAS  # Adam's moments
     beta1_from: float | None = None  # beta1 at step 0 ... (fvcli/optvis/optim.py)
-    beta1_ramp: int = 0  # ... linear to betas[0] at this step (0 or None: betas[0] throughout)
+    beta1_ramp: int = 0  # ... linear to betas[0] at this step (0, or beta1_from None: betas[0] throughout)
     init_std: float | None = None  # the initial image's noise (None: the param's own default)
 
     def decay(self) -> Decay | None:

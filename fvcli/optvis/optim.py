@@ -7,8 +7,9 @@ Ba 2015, Algorithm 1, with the bias corrections folded into the step size and th
 tensor operations in the same order as torch's single-tensor CPU implementation, so the images are bitwise those
 `torch.optim.Adam` gives (tests/test_fast_paths.py checks it). No weight decay, AMSGrad or maximize: fv needs none.
 
-A schedule of beta1 (`render.beta1_from`, `render.beta1_ramp`; issue #29): little momentum lays out a picture sooner,
-the article's 0.9 finishes it better on some networks (ResNet-50, docs/reports/time-to-quality.md). With beta1 b_t at
+A schedule of beta1 (`render.beta1_from`, `render.beta1_ramp`; issue #29): little momentum for the first steps, which
+lays out a picture sooner, and more for the finish (measured in round 9 and not kept: it changed neither the early
+pictures nor the late ones, docs/reports/time-to-quality.md; off by default). With beta1 b_t at
 step t the running mean is m_t = b_t m_(t-1) + (1 - b_t) g_t, whose weights sum to 1 - prod(b_1..b_t): that product
 is the bias correction (Kingma & Ba's 1 - beta1**t when b is constant, which the constant case still computes as
 torch does, bit for bit).

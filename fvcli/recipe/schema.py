@@ -245,13 +245,14 @@ class Recipe:
         if r.transforms_ramp == 0 or r.transforms_from == 1.0:  # no ramp: recipes from before it keep their hash
             d["render"].pop("transforms_from")
             d["render"].pop("transforms_ramp")
-        if self.loop_settings().decay() is None:  # no decay schedule (off, or not a Fourier param):
+        loop = self.loop_settings()
+        if loop.decay() is None:  # no decay schedule (off, or not a Fourier param):
             d["param"].pop("decay_from")  # recipes from before it keep their hash
             d["param"].pop("decay_ramp")
         if (r.beta1, r.beta2) == ADAM_BETAS:  # the article's Adam: recipes from before the keys keep their hash
             d["render"].pop("beta1")
             d["render"].pop("beta2")
-        if self.loop_settings().beta1_schedule() is None:  # a constant beta1: recipes from before the keys keep
+        if loop.beta1_schedule() is None:  # a constant beta1: recipes from before the keys keep
             d["render"].pop("beta1_from")  # their hash
             d["render"].pop("beta1_ramp")
         if self.param.init_std is None:  # lucid's initial noise: the same
