@@ -49,7 +49,7 @@ def test_render_warns_when_pictures_come_out_saturated(cli, tmp_path, caplog):
     assert hot.exit_code == 0, hot.output
     rec = json.loads(next((tmp_path / "h").glob("*.json")).read_text())
     assert rec["clipped"] > 0.5
-    assert f"1 of 1 pictures have more than 50 % of their values clipped at 0 or 255 (logit:3: " \
+    assert f"1 of 1 pictures have more than 25 % of their values clipped at 0 or 255 (logit:3: " \
            f"{100 * rec['clipped']:.0f} %)" in caplog.text
     caplog.clear()
     plain = cli("render", "logit:3", *base, "-o", tmp_path / "p")

@@ -91,7 +91,7 @@ def render(
 
 
 def _note_saturation(records: list[dict]) -> None:
-    """A warning when pictures came out mostly clipped at 0 or 255 (record `clipped`): there the sigmoid passes almost
+    """A warning when pictures came out largely clipped at 0 or 255 (record `clipped`): there the sigmoid passes almost
     no gradient, and a milder start finished higher on the network where it was measured (docs/guide/speed.md)."""
     from ..optvis.metrics import SATURATED
 

@@ -6,16 +6,16 @@ Noise-like, high-frequency images score near the area fraction of that band (~0.
 spectrum is flat); smooth, natural-looking images score far lower.
 
 `clipped_fraction`: the share of an image's 8-bit values at 0 or 255 -- where the parameterization's sigmoid has
-saturated and passes almost no gradient. Issue #29 measured it as the cause of a late cost: fv's steep start left 59 %
-of a random ResNet-50 `layer3` channel's values clipped at 512 steps (the article's 1/f start: 33 %) and that render
-finished 8 % lower (docs/reports/time-to-quality.md, rounds 9-10). Each render record carries it.
+saturated and passes almost no gradient. Issue #29 measured it as the cause of a late cost: fv's steep start left 28 %
+of a random ResNet-50 `layer3` channel's values at 0 or 255 after 512 steps (the article's 1/f start: 5 %) and that
+render finished 8 % lower (docs/reports/time-to-quality.md, rounds 9-10). Each render record carries it.
 """
 from __future__ import annotations
 
 import torch
 
 HF_CUTOFF = 0.25  # cycles per pixel: the upper half of the frequency range
-SATURATED = 0.5  # `fv render` notes a picture with more than this share of its values clipped
+SATURATED = 0.25  # `fv render` warns of a picture with more than this share of its values clipped
 
 
 def high_frequency_energy(images: torch.Tensor, cutoff: float = HF_CUTOFF) -> torch.Tensor:
