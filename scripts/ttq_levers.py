@@ -90,6 +90,12 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
     # a milder and a shorter steep start, with the default's beta1 0.5
     "decay1.25to1@64": lambda steps: ["param.decay_from=1.25", "param.decay_ramp=64"],
     "decay1.5to1@32": lambda steps: ["param.decay_from=1.5", "param.decay_ramp=32"],
+    # round 11 (written 7 December, sixth session, before any was rendered), at 224 px to 128 steps on TUNE200, on top
+    # of the default: coarse96 (`-r fast`, 0.63 at 128 steps on BENCH200 at 224 px, the best early picture so far)
+    # with a longer coarse phase (16 fine steps left at 128), and with its coarse phase at 5/8 of the size (140 px:
+    # the network sees more than at 112 px, a step at ~40 % of the full size's cost)
+    "coarse112": lambda steps: ["render.coarse_steps=112"],
+    "coarse96x0.625": lambda steps: ["render.coarse_steps=96", "render.coarse_scale=0.625"],
 }
 
 
