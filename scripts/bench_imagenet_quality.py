@@ -72,18 +72,18 @@ CLASS_RULES = {"bench": range(1, 1001, 15), "dev": range(7, 1001, 120),
 # regularizers and render.lr of configs/NAME.yaml. `lucent` is the peer (see the docstring).
 # The rows other than fv's default run with the optimizer and spectrum they were measured with, the article's (Adam
 # 0.9 / 0.999, 1/f from the first step): fv's default has beta1 0.5 and a decay schedule since issue #29.
-from fvcli.figures.quality import ARTICLE_ADAM  # noqa: E402  (the article's optimizer and 1/f, as --set items)
+from fvcli.figures.quality import ARTICLE_OPT  # noqa: E402  (the article's optimizer and 1/f, as --set items)
 
-PIXEL = ARTICLE_ADAM + ["param.kind=pixel", "param.decorrelate=false", "transforms=none"]
+PIXEL = ARTICLE_OPT + ["param.kind=pixel", "param.decorrelate=false", "transforms=none"]
 RECIPES: dict[str, list[str]] = {
-    "article": ARTICLE_ADAM + ["transforms=article"],
-    "lucid": ARTICLE_ADAM + ["transforms=lucid"],
+    "article": ARTICLE_OPT + ["transforms=article"],
+    "lucid": ARTICLE_OPT + ["transforms=lucid"],
     "pixel": PIXEL,
     # the demo benchmark's weights (fvcli/figures/quality.py): L1 0.0005, TV 0.0025, blur-each-step 1
     "pixel+L1/TV/blur": PIXEL + ["regularizers.l1=0.0005", "regularizers.tv=0.0025", "regularizers.blur=1.0"],
     # MACO: the best of three MACO candidates on the DEV classes (128 px, 128 steps; judge top-1 0.33 vs 0.11 with
     # the stronger geometric suite at lr 0.05 and 0.22 at lr 0.5): the zoom / blur / noise suite, lr 0.05
-    "maco": ARTICLE_ADAM + ["param.kind=maco", "transforms=[{pad: 16}, {zoom: [0.6, 1.3]}, "
+    "maco": ARTICLE_OPT + ["param.kind=maco", "transforms=[{pad: 16}, {zoom: [0.6, 1.3]}, "
              "{rotate: [-20, -15, -10, -5, 0, 5, 10, 15, 20]}, {jitter: 8}, {blur: [0.0, 1.0]}, {noise: 0.03}, "
              "{crop: true}]"],
     "quality": ["@quality"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fvcli.figures.quality import ARTICLE_ADAM
+from fvcli.figures.quality import ARTICLE_OPT
 
 LEVERS: dict[str, Callable[[int], list[str]]] = {
     # transform strength, weak to strong: a quarter of the written pixel shifts, angles and log-scales at step 0,
@@ -103,14 +103,22 @@ LEVERS: dict[str, Callable[[int], list[str]]] = {
 # over 64 steps (DEFAULT_LEVER), kept on BENCH200 at 128 and 224 px. A row `fv default` of a run before that is the
 # previous default, which these `--set` items give back (the article's Adam, 1/f from the first step).
 DEFAULT_LEVER = "beta1=0.5+decay1.5to1@64"
-PREVIOUS_DEFAULT = ARTICLE_ADAM  # the article's Adam and 1/f from step 0
+PREVIOUS_DEFAULT = ARTICLE_OPT  # the article's Adam and 1/f from step 0
 
 
 LEVERS["prev-default"] = lambda steps: PREVIOUS_DEFAULT  # the rows `fv default` of the runs before the change
 LEVERS["prev-coarse96"] = lambda steps: PREVIOUS_DEFAULT + ["render.coarse_steps=96"]  # `fv coarse96` then
 
+# It changed again in the sixth session (7 December, after round 11): renders of 224 px and more take their first 96
+# steps at half the size (coarse96, kept on BENCH200 at 224 px; render.coarse_steps: auto). Every lever above was
+# written when a render was full size unless the lever said otherwise, so FULL_SIZE goes before each lever's own
+# items: a lever without a coarse phase stays full size (a coarse one's render.coarse_steps comes after and wins) --
+# the same recipes, the same hashes.
+FULL_SIZE = ["render.coarse_steps=0"]
+LEVERS["no-coarse"] = lambda steps: []  # the default before that change (`fv default` of the runs before it)
+
 
 def lever_sets(row: str, steps: int) -> list[str]:
     """The `--set` items of a row `fv NAME` in a render of `steps` steps (none for the rows that are not levers)."""
     name = row.removeprefix("fv ")
-    return LEVERS[name](steps) if name in LEVERS else []
+    return FULL_SIZE + LEVERS[name](steps) if name in LEVERS else []

@@ -191,9 +191,10 @@ def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
     assert list(s) == ["224px-coarse64-128", "224px-default-128", "112px-default-64", "224px-default-64",
                        "112px-default-32", "224px-default-32"]
     default = ("render.beta1=0.5", "param.decay_from=1.5", "param.decay_ramp=64")  # written out (ttq_levers)
-    assert s["224px-coarse64-128"].sets == (*default, "render.coarse_steps=64")  # 64 of 128 steps coarse
+    plain = ("render.coarse_steps=0", *default)  # full size throughout, written out (the default's is auto)
+    assert s["224px-coarse64-128"].sets == ("render.coarse_steps=64", *default)  # 64 of 128 steps coarse
     # a snapshot of the coarse phase is a plain render at half the size
-    assert (s["112px-default-64"].size, s["112px-default-64"].sets, s["112px-default-64"].top1) == (112, default, 0.4)
+    assert (s["112px-default-64"].size, s["112px-default-64"].sets, s["112px-default-64"].top1) == (112, plain, 0.4)
     assert "lr0.1" not in out.read_text()  # a row not kept is not offered
     # a coarse phase at another scale is a plain render at that size; a decay schedule keeps its keys
     res[0]["rows"] = {"fv coarse96x0.75": {"top1": top1({64: 0.25}), "objective": {"64": 1}},
@@ -205,11 +206,11 @@ def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
                        capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
     s = {x.name: x for x in load_schedules(out)}
-    assert (s["168px-default-64"].size, s["168px-default-64"].sets) == (168, default)
-    assert s["224px-decay1.5to1@64-32"].sets == default  # the lever's items over the default's, each key once
+    assert (s["168px-default-64"].size, s["168px-default-64"].sets) == (168, plain)
+    assert s["224px-decay1.5to1@64-32"].sets == plain  # the lever's items over the default's, each key once
     assert s["224px-decay1.5to1@64-32"].recipe(load_recipe(None)).param.decay_from == 1.5
     # the coarse phase of a row with other levers: a plain render at the coarse size that keeps them
-    assert (s["112px-decay1.5to1@64-48"].size, s["112px-decay1.5to1@64-48"].sets) == (112, default)
+    assert (s["112px-decay1.5to1@64-48"].size, s["112px-decay1.5to1@64-48"].sets) == (112, plain)
     # a run from before the default changed: its `fv default` is the previous default, pinned by its items and named
     # for them; the lever that became the default is `default`, each key written once at its last value
     res[0]["rows"] = {"fv default": {"top1": top1({32: 0.2}), "objective": {"32": 1}},
@@ -221,12 +222,14 @@ def test_the_table_writer_makes_a_table_the_planner_reads(tmp_path):
                         runs.name, "--out", str(out)], capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
     s = {x.name: x for x in load_schedules(out)}
-    assert s["224px-adam0.9+decay1-32"].sets == ("render.beta1=0.9", "param.decay_ramp=0")
+    assert s["224px-adam0.9+decay1-32"].sets == ("render.beta1=0.9", "param.decay_ramp=0", "render.coarse_steps=0")
     old = s["224px-adam0.9+decay1-32"].recipe(load_recipe(None))
     assert (old.render.beta1, old.loop_settings().decay()) == (0.9, None)  # the previous default, as it was
-    assert s["224px-default-32"].sets == ("render.beta1=0.5", "param.decay_from=1.5", "param.decay_ramp=64")
-    assert s["224px-default-32"].recipe(load_recipe(None)).hash() == load_recipe(None, ["render.size=224",
-                                                                                       "render.steps=32"]).hash()
+    assert set(s["224px-default-32"].sets) == set(plain)  # (in the order the previous default wrote them)
+    assert s["224px-default-32"].recipe(load_recipe(None)).hash() == load_recipe(None, [
+        "render.size=224", "render.steps=32", "render.coarse_steps=0"]).hash()  # measured before the coarse phase
+    assert s["224px-default-32"].recipe(load_recipe(None)).hash() != load_recipe(None, [
+        "render.size=224", "render.steps=32"]).hash()  # ... which the default takes at 224 px now
     assert s["224px-decay1.5to1@64+adam0.9-32"].recipe(load_recipe(None)).render.beta1 == 0.9
 
 

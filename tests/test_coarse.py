@@ -74,15 +74,57 @@ def test_the_seed_alone_decides_the_picture(demo):
 
 
 def test_off_keeps_every_hash_and_does_not_combine_with_a_stream():
-    base = load_recipe(None)
-    assert load_recipe(None, ["render.coarse_scale=0.25"]).hash() == base.hash()  # off: inert
-    assert load_recipe(None, ["render.coarse=0.5"]).hash() != base.hash()
+    base = load_recipe(None, ["render.coarse_steps=0"])
+    assert load_recipe(None, ["render.coarse_steps=0", "render.coarse_scale=0.25"]).hash() == base.hash()  # inert
+    assert load_recipe(None, ["render.coarse_steps=0", "render.coarse=0.5"]).hash() != base.hash()
+    # a fraction, where written, decides over render.coarse_steps (auto, or a number)
     assert load_recipe(None, ["render.coarse=0.75", "render.steps=32"]).loop_settings().coarse_steps == 24
+    assert load_recipe(None, ["render.coarse=0.75", "render.coarse_steps=96"]).loop_settings().coarse_steps == 384
     assert load_recipe("article").loop_settings().coarse_steps == 0
+    assert load_recipe("lucid", ["render.size=224"]).loop_settings().coarse_steps == 0
     with pytest.raises(FvError, match="stop.converge and render.coarse"):
         load_recipe(None, ["render.coarse=0.5", "stop.converge=true"])
     with pytest.raises(FvError, match="coarse_scale"):
         load_recipe(None, ["render.coarse_scale=2"])
+    with pytest.raises(FvError, match="render.coarse_steps: expected an integer, got 'half' or 'half' is not one "
+                                      "of auto"):
+        load_recipe(None, ["render.coarse_steps=half"])
+
+
+def test_the_default_takes_a_coarse_phase_from_224_px():
+    """render.coarse_steps: auto -- 96 steps at half the size in renders of 224 px and more, at most three quarters
+    of a short render's steps; none below 224 px, none in a converging stream. Resolved, it hashes as the number
+    (or as a plain render), so renders from before the key keep their records."""
+    def coarse(*sets):
+        return load_recipe(None, list(sets)).loop_settings().coarse_steps
+
+    assert coarse() == 96 and coarse("render.size=256") == 96 and coarse("render.steps=128") == 96
+    assert coarse("render.steps=64") == 48 and coarse("render.steps=1") == 1  # a quarter of the steps at full size
+    assert coarse("render.size=223") == 0 and coarse("render.size=128") == 0
+    assert coarse("stop.converge=true") == 0  # the default's phase is not a stream's (a written one is refused)
+    assert coarse("render.coarse_steps=32", "render.size=64") == 32  # a number is taken at any size
+    assert coarse("render.coarse_steps=96", "render.steps=64") == 64  # ... as written (all coarse)
+    h = lambda *sets: load_recipe(None, list(sets)).hash()  # noqa: E731
+    assert h() == h("render.coarse_steps=96") != h("render.coarse_steps=0")
+    assert h("render.size=128") == h("render.size=128", "render.coarse_steps=0")
+    assert h("render.steps=64") == h("render.steps=64", "render.coarse_steps=48")
+
+
+def test_the_default_at_224_px_renders_its_coarse_phase(demo):
+    """The resolved phase is what runs: the default's 224 px picture of 100 steps is the one of 75 written coarse
+    steps (three quarters), not a plain render's; its 128 px picture a plain render's."""
+    units = parse_units("logit:1", demo)
+
+    def picture(*sets):
+        rec = load_recipe(None, ["model.name=demo", "render.steps=100", "transforms=none", *sets])
+        return run_batch(demo, rec, units).snapshots[-1].images
+
+    auto = picture()
+    assert torch.equal(auto, picture("render.coarse_steps=75"))
+    assert not torch.equal(auto, picture("render.coarse_steps=0"))
+    small = picture("render.size=128")
+    assert torch.equal(small, picture("render.size=128", "render.coarse_steps=0"))
+    assert not torch.equal(small, picture("render.size=128", "render.coarse_steps=96"))
 
 
 def test_coarse_steps_counts_steps_whatever_the_length():
@@ -96,6 +138,6 @@ def test_coarse_steps_counts_steps_whatever_the_length():
     assert load_recipe(None, ["render.steps=64", "render.coarse_steps=96"]).loop_settings().coarse_steps == 64
     same = load_recipe(None, ["render.steps=512", "render.coarse=0.1875"])
     assert load_recipe(None, ["render.steps=512", "render.coarse_steps=96"]).loop_settings() == same.loop_settings()
-    assert load_recipe(None, ["render.coarse_steps=0"]).hash() == load_recipe(None).hash()
+    assert load_recipe(None, ["render.coarse_steps=0"]).hash() != load_recipe(None).hash()  # auto: 96 at 224 px
     with pytest.raises(FvError, match="cannot be combined"):
         load_recipe(None, ["render.coarse_steps=32", "stop.converge=true"])

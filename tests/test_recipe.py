@@ -187,12 +187,19 @@ def test_recipes_from_before_the_default_changed_keep_their_hashes():
     recipes are unchanged, and the old default is the new one with the article's transforms as written."""
     assert load_recipe("article").hash() == "39dd6d5c70d6caa4"
     assert load_recipe("lucid").hash() == "339d9f7a96320c83"
-    article_opt = ["render.beta1=0.9", "param.decay_ramp=0"]  # the article's Adam and 1/f (the default until #29)
+    # the article's Adam, 1/f from step 0 and full size from step 0 (the default until #29)
+    article_opt = ["render.beta1=0.9", "param.decay_ramp=0", "render.coarse_steps=0"]
     old_default = load_recipe(None, ["transforms=article", "render.transforms_at_size=null", *article_opt])
     assert old_default.hash() == "286c848f260cfe5e" != load_recipe(None).hash()
     # the default before issue #29 (beta1 0.5, the decay schedule): the new one with the article's optimizer/spectrum
     assert load_recipe(None, article_opt).hash() == "801a3b5aa2d8ee2a" != load_recipe(None).hash()
+    # the default before #29's sixth session (a coarse phase at 224 px and more): full size from the first step. At
+    # 128 px it renders what it did, under the hash it had; at 224 px what `--set render.coarse_steps=96` did
+    assert load_recipe(None, ["render.coarse_steps=0"]).hash() == "5f486f29f77c2a58" != load_recipe(None).hash()
+    assert load_recipe(None, ["render.size=128"]).hash() == "32537151884d2d6e"
+    assert load_recipe(None).hash() == "10003571612fc735" == load_recipe("fast").hash()
     # the shipped recipe's weights are an absolute path once resolved, so pin its hash with a path-free model
     portable = ["model.weights=random:0", "model.labels=null"]
     assert load_recipe("mobilenet_v2", [*portable, *article_opt]).hash() == "8cdbebb984a2675c"  # as fv computed it then
     assert load_recipe("mobilenet_v2", portable).hash() != "8cdbebb984a2675c"
+    assert load_recipe("mobilenet_v2", [*portable, "render.coarse_steps=0"]).hash() == "23c3056c9c3272d7"

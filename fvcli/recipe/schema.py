@@ -33,6 +33,10 @@ MAX_BATCH = 1024
 # from 1.5 to the article's 1/f over the first 64 steps. `-r article` and `-r lucid` write the article's values.
 DEFAULT_BETA1 = 0.5
 DEFAULT_DECAY = (1.5, 64)  # (param.decay_from, param.decay_ramp)
+# ... and, in renders of 224 px and more, the first 96 steps at half the size (render.coarse_steps: auto; the sixth
+# session, kept on BENCH200 at 224 px; at 128 px its 64 px phase loses, so smaller renders are plain), at most three
+# quarters of a short render's steps. `-r article` / `-r lucid` and a converging stream are full size throughout.
+AUTO_COARSE = (96, 224, 0.75)  # (steps, from this render size, at most this share of the steps)
 
 
 def _bounds(lo: float | None = None, hi: float | None = None, choices: tuple | None = None) -> dict:
@@ -63,7 +67,7 @@ class RenderRecipe:
     lr_schedule: str = field(default="constant", metadata=_bounds(choices=LR_SCHEDULES))
     lr_warmup: int = field(default=0, metadata=_bounds(0, MAX_STEPS))  # steps of linear warm-up first
     size: int = field(default=224, metadata=_bounds(8, MAX_SIZE))
-    batch_size: int | str = field(default="auto", metadata=_bounds(1, MAX_BATCH))  # or "auto"
+    batch_size: int | str = field(default="auto", metadata=_bounds(1, MAX_BATCH, choices=("auto",)))  # or "auto"
     seed: int = field(default=0, metadata=_bounds(0, 2**62))
     thresholds: tuple[int, ...] = ()  # extra snapshot steps (the last step is always one)
     device: str = field(default="auto", metadata=_bounds(choices=("auto", "cpu", "cuda")))
@@ -74,11 +78,13 @@ class RenderRecipe:
     # scaled by size / transforms_at_size, the same relative strength (None: used as written, the article's way)
     transforms_at_size: int | None = field(default=224, metadata=_bounds(8, MAX_SIZE))
     # coarse to fine (fvcli/optvis/coarse.py): this fraction of the steps first, at coarse_scale times the size, then
-    # the picture handed on at full size (0: off; pixel and Fourier params)
+    # the picture handed on at full size (0: render.coarse_steps decides; pixel and Fourier params)
     coarse: float = field(default=0.0, metadata=_bounds(0.0, 0.95))
     coarse_scale: float = field(default=0.5, metadata=_bounds(0.1, 1.0))
-    # the same in steps: this many first steps coarse, whatever render.steps is (0: render.coarse decides)
-    coarse_steps: int = field(default=0, metadata=_bounds(0, MAX_STEPS))
+    # the same in steps: this many first steps coarse, whatever render.steps is (0: off); auto: 96 in renders of
+    # 224 px and more (at most three quarters of the steps), none below -- a half-size phase of a 128 px render
+    # runs at 64 px, where an ImageNet network recognizes little
+    coarse_steps: int | str = field(default="auto", metadata=_bounds(0, MAX_STEPS, choices=("auto",)))
     # the transforms' strength over the steps (fvcli/optvis/transforms.py, `strength`): this multiple of the written
     # amounts at step 0, linear to the written strength at step `transforms_ramp` (0: as written throughout)
     transforms_from: float = field(default=1.0, metadata=_bounds(0.0, 4.0))
@@ -214,13 +220,27 @@ class Recipe:
                             transforms=full, spectrum=p.spectrum, maco_alpha=p.maco_alpha,
                             channels_last=r.channels_last, precision=r.precision,
                             compile=r.compile, gradient=GradientSpec(**dataclasses.asdict(self.gradient)),
-                            coarse_steps=min(r.coarse_steps, r.steps) if r.coarse_steps else int(round(r.coarse * r.steps)),
+                            coarse_steps=self.coarse_steps(),
                             coarse_scale=r.coarse_scale, coarse_transforms=coarse,
                             lr_schedule=r.lr_schedule, lr_warmup=r.lr_warmup,
                             transforms_from=r.transforms_from, transforms_ramp=r.transforms_ramp,
                             decay_from=p.decay_from, decay_ramp=p.decay_ramp,
                             betas=(r.beta1, r.beta2), beta1_from=r.beta1_from, beta1_ramp=r.beta1_ramp,
                             init_std=p.init_std)
+
+    def coarse_steps(self) -> int:
+        """The steps of the coarse phase (0: a plain render): render.coarse's fraction of the steps where it is set,
+        else render.coarse_steps (auto: AUTO_COARSE; never in a converging stream, whose refilled batch renders at
+        one size -- validate refuses a number beside stop.converge)."""
+        r = self.render
+        if r.coarse:
+            return int(round(r.coarse * r.steps))
+        if r.coarse_steps != "auto":
+            return min(int(r.coarse_steps), r.steps)
+        steps, from_size, share = AUTO_COARSE
+        if r.size < from_size or self.stop.converge:
+            return 0
+        return min(steps, r.steps - int(r.steps * (1 - share)))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -257,9 +277,12 @@ class Recipe:
             d["render"].pop("beta1_ramp")
         if self.param.init_std is None:  # lucid's initial noise: the same
             d["param"].pop("init_std")
-        if r.coarse_steps == 0:  # not used: recipes from before the key keep their hash
+        if r.coarse_steps == "auto":  # what it resolves to: the hash of the number (0 below 224 px: of a plain
+            d["render"]["coarse_steps"] = loop.coarse_steps if not r.coarse else 0  # render, as before the key)
+        steps = d["render"]["coarse_steps"]
+        if steps == 0 or r.coarse:  # not used: recipes from before the key keep their hash
             d["render"].pop("coarse_steps")
-        if r.coarse == 0 and r.coarse_steps == 0:  # off: recipes from before coarse to fine keep their hash
+        if r.coarse == 0 and steps == 0:  # off: recipes from before coarse to fine keep their hash
             d["render"].pop("coarse")
             d["render"].pop("coarse_scale")
         d.pop("units")

@@ -51,7 +51,9 @@ def _check_value(v: Any, tp: Any, path: str, meta: dict) -> Any:
                 return _check_value(v, a, path, meta)
             except FvError as e:
                 errors.append(str(e))
-        raise FvError(errors[0] if errors else f"recipe key {path}: bad value {v!r}")
+        head = f"recipe key {path}: "  # a word: each alternative's complaint ("expected an integer ... or ...");
+        said = errors if isinstance(v, str) else errors[:1]  # a number: the number's
+        raise FvError(head + " or ".join(e.removeprefix(head) for e in said) if said else f"{head}bad value {v!r}")
     if tp is bool:
         if not isinstance(v, bool):
             raise FvError(f"recipe key {path}: expected true or false, got {v!r}")
@@ -92,7 +94,7 @@ def _build_section(cls: type, raw: Any, path: str) -> Any:
             raise FvError(f"unknown recipe key {path}.{key}{did_you_mean(str(key), names)}; "
                           f"valid keys of {path}: {', '.join(names)}")
         f = next(f for f in dataclasses.fields(cls) if f.name == key)
-        if cls is RenderRecipe and key == "batch_size" and v == "auto":
+        if cls is RenderRecipe and key in ("batch_size", "coarse_steps") and v == "auto":
             kwargs[key] = v
             continue
         kwargs[key] = _check_value(v, hints[key], f"{path}.{key}", dict(f.metadata))
@@ -155,7 +157,8 @@ def from_dict(raw: Any) -> Recipe:
     if pre in SPATIAL_PRECONDITIONERS and kw["param"].kind != "pixel":
         raise FvError(f"recipe key gradient.precondition: {pre!r} reshapes an image-shaped gradient and needs "
                       f"param.kind: pixel (got {kw['param'].kind!r}); with any param use one of: none, sign")
-    if kw["stop"].converge and (kw["render"].coarse or kw["render"].coarse_steps):
+    ren = kw["render"]
+    if kw["stop"].converge and (ren.coarse or ren.coarse_steps not in (0, "auto")):  # (auto: none in a stream)
         raise FvError("recipe keys stop.converge and render.coarse cannot be combined (a continuously refilled "
                       "batch renders at one size): set one of them off")
     par = kw["param"]
