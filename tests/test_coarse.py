@@ -16,7 +16,7 @@ from fvcli.optvis.loop import render_batch, unit_generators
 from fvcli.optvis.objectives import PerImage
 from fvcli.optvis.param import make_param
 from fvcli.recipe import load_recipe
-from fvcli.runner.batch import run_batch
+from fvcli.runner.batch import batch_records, run_batch
 from fvcli.units.unit import parse_units
 
 from drift import same_picture
@@ -119,6 +119,8 @@ def test_the_default_at_224_px_renders_its_coarse_phase(demo):
         rec = load_recipe(None, ["model.name=demo", "render.steps=100", "transforms=none", *sets])
         return run_batch(demo, rec, units).snapshots[-1].images
 
+    rec = load_recipe(None, ["model.name=demo", "render.steps=4"])
+    assert batch_records(demo, rec, run_batch(demo, rec, units))[0]["coarse_steps"] == 3  # the record says what ran
     auto = picture()
     assert torch.equal(auto, picture("render.coarse_steps=75"))
     assert not torch.equal(auto, picture("render.coarse_steps=0"))

@@ -234,6 +234,7 @@ def unit_record(model: LoadedModel, recipe: Recipe, unit: Unit, seed: int, objec
         "recipe_hash": recipe.hash(),
         "seed": seed,
         "size": recipe.render.size,
+        "coarse_steps": recipe.coarse_steps(),  # the first steps at coarse size (render.coarse_steps resolved)
         "scores": {str(s.step): float(s.scores[b]) for s in snaps},
         "final_score": float(snaps[-1].scores[b]),
         # the final picture's values at 0 or 255: a saturated sigmoid, nearly no gradient (optvis/metrics.py)
