@@ -109,8 +109,10 @@ PREVIOUS_DEFAULT = ARTICLE_OPT  # the article's Adam and 1/f from step 0
 LEVERS["prev-default"] = lambda steps: PREVIOUS_DEFAULT  # the rows `fv default` of the runs before the change
 LEVERS["prev-coarse96"] = lambda steps: PREVIOUS_DEFAULT + ["render.coarse_steps=96"]  # `fv coarse96` then
 
-# It changed again in the sixth session (7 December, after round 11): renders of 224 px and more take their first 96
-# steps at half the size (coarse96, kept on BENCH200 at 224 px; render.coarse_steps: auto). Every lever above was
+# It changed again in the sixth session (7 December, after round 11 -- TUNE200, 224 px, judge top-1 at 128 steps:
+# coarse96 0.60, coarse112 0.60, coarse96x0.625 0.58, the last ahead to step 96 -- 0.55 vs 0.47 -- and none ahead
+# at 128): renders of 224 px and more take their first 96 steps at half the size (coarse96, kept on BENCH200 at
+# 224 px in the fourth session; render.coarse_steps: auto). Every lever above was
 # written when a render was full size unless the lever said otherwise, so FULL_SIZE goes before each lever's own
 # items: a lever without a coarse phase stays full size (a coarse one's render.coarse_steps comes after and wins) --
 # the same recipes, the same hashes.
