@@ -102,6 +102,7 @@ def test_the_default_takes_a_coarse_phase_from_224_px():
     assert coarse("render.steps=64") == 48 and coarse("render.steps=1") == 1  # a quarter of the steps at full size
     assert coarse("render.size=223") == 0 and coarse("render.size=128") == 0
     assert coarse("stop.converge=true") == 0  # the default's phase is not a stream's (a written one is refused)
+    assert coarse("param.kind=maco") == 0  # nor MACO's (one magnitude spectrum per size)
     assert coarse("render.coarse_steps=32", "render.size=64") == 32  # a number is taken at any size
     assert coarse("render.coarse_steps=96", "render.steps=64") == 64  # ... as written (all coarse)
     h = lambda *sets: load_recipe(None, list(sets)).hash()  # noqa: E731

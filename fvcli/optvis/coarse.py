@@ -1,15 +1,17 @@
 """Coarse to fine: the first steps of a render at a lower resolution, then the picture handed on at full size.
 
 A step costs about the square of the image side, and the first steps of a render only lay out the large shapes,
-which a quarter of the pixels can carry. The first `render.coarse` of the steps (a fraction) run at
-`render.coarse_scale` times the size
-(the param, its transforms scaled to that size, the same objective: convolutional networks take any size), then the
+which a quarter of the pixels can carry. The first `render.coarse_steps` (by default, `auto`: 96 in renders of
+224 px and more, where it was kept on held-out classes; Recipe.coarse_steps resolves it) or `render.coarse` of the
+steps (a fraction) run at `render.coarse_scale` times the size
+(the param, its transforms scaled to that size, the same objective: convolutional networks take any size; a
+fixed-size one such as ViT gets the picture resized to its own size, so there it saves no time), then the
 picture is handed on (`hand_on`): the coarse param's spatial signal (before the color matrix and the sigmoid) is
 upsampled bilinearly and written into a full-size param of the same kind with `set_spatial`, an exact inverse, so
 the full-size steps continue from the coarse picture with a fresh optimizer state. Snapshots keep the render's size
 and range: one taken during the coarse phase is the coarse picture upsampled. loop.render_batch runs the phases.
-Pixel and Fourier params only (MACO fixes a magnitude spectrum per size); `render.coarse: 0` (the default)
-is the plain render.
+Pixel and Fourier params only (MACO fixes a magnitude spectrum per size); `render.coarse_steps: 0` is the plain
+render.
 """
 from __future__ import annotations
 

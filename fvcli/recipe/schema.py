@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..models import ModelOptions, Preprocess, parse_layouts
-from ..optvis.coarse import coarse_size
+from ..optvis.coarse import COARSE_PARAMS, coarse_size
 from ..optvis.loop import LoopSettings
 from ..optvis.optim import BETAS as ADAM_BETAS
 from ..optvis.optim import LR_SCHEDULES
@@ -238,8 +238,8 @@ class Recipe:
         if r.coarse_steps != "auto":
             return min(int(r.coarse_steps), r.steps)
         steps, from_size, share = AUTO_COARSE
-        if r.size < from_size or self.stop.converge:
-            return 0
+        if r.size < from_size or self.stop.converge or self.param.kind not in COARSE_PARAMS:  # (MACO: one spectrum
+            return 0  # per size)
         return min(steps, r.steps - int(r.steps * (1 - share)))
 
     def to_dict(self) -> dict:
