@@ -272,9 +272,9 @@ def _value(v) -> str:
 
 def _recipe_bounds(meta) -> str:
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
-    if choices:
-        return ", ".join(_code(c) for c in choices)
-    return _range(lo, hi) if lo is not None or hi is not None else ""
+    span = _range(lo, hi) if lo is not None or hi is not None else ""
+    named = ", ".join(_code(c) for c in choices or ())
+    return f"{span} or {named}" if span and named else span or named  # a number or a word (batch_size: auto)
 
 
 def _class_doc(cls) -> str:

@@ -36,7 +36,8 @@ def article_recipe(ctx: Context, steps: int, thresholds: tuple[int, ...] = ()) -
                 param=ParamRecipe(kind="fourier", decorrelate=True, sigmoid=ctx.recipe.param.sigmoid,
                                   decay_power=ctx.recipe.param.decay_power, decay_ramp=0))  # 1/f from step 0
     return with_render(r, steps=steps, thresholds=thresholds, precision="fp32", batch_size="auto",
-                       beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1])  # the article's Adam, whatever fv's default
+                       beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],  # the article's Adam, whatever fv's default,
+                       coarse=0.0, coarse_steps=0)  # at full size from the first step
 
 
 def _panels(ctx: Context, labels: list[str], objectives: list, images: torch.Tensor, seeds: list[int],
