@@ -9,6 +9,9 @@ The article's method, as lucid's aligned-interpolation notebook does it:
   of neighbouring frames' activations, so that analogous features land in the same place;
 - one random transform per step shared by all frames (lucid draws one per batch), for the same reason.
 
+The frames render at full size throughout (the shared param has one resolution: a recipe's coarse phase does not
+apply, and the record says `coarse_steps: 0`).
+
 Defaults: alignment at the main layer just before A's layer (mixed3b for mixed4a units of InceptionV1, as lucid's
 notebook), weight 0.1, decay ratio 2 (lucid's `alignment` default).
 Outputs (stem = A_KEY--B_KEY): STEM.png, the frames in one labelled strip; STEM-frameNN.png; STEM.json, one record.
@@ -143,7 +146,7 @@ def interpolation_record(model: LoadedModel, recipe: Recipe, res: Interpolation)
         "model": model.name, "weights": model.weights_source, "weights_sha256": model.weights_sha256,
         "redirect_relu": model.redirect_relu,
         "recipe": recipe.to_dict(), "recipe_hash": recipe.hash(),
-        "size": recipe.render.size, "device": str(model.device),
+        "size": recipe.render.size, "coarse_steps": 0, "device": str(model.device),
         "seconds": round(res.seconds, 4), "versions": versions(),
     }
 
