@@ -144,3 +144,11 @@ def test_coarse_steps_counts_steps_whatever_the_length():
     assert load_recipe(None, ["render.coarse_steps=0"]).hash() != load_recipe(None).hash()  # auto: 96 at 224 px
     with pytest.raises(FvError, match="cannot be combined"):
         load_recipe(None, ["render.coarse_steps=32", "stop.converge=true"])
+
+
+def test_recipe_show_says_what_auto_comes_to(cli):
+    """`fv recipe show` resolves `render.coarse_steps: auto` for the size and length asked."""
+    assert "# render.coarse_steps auto: 96 of 512 steps at 112 px first" in cli("recipe", "show").stdout
+    assert "auto: 48 of 64 steps at 120 px first" in cli("recipe", "show", "--size", "240", "--steps", "64").stdout
+    assert "auto: 0 (full size" in cli("recipe", "show", "--size", "128").stdout
+    assert "coarse_steps auto" not in cli("recipe", "show", "-r", "article").stdout  # written: 0

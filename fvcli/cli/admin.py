@@ -104,10 +104,16 @@ def recipe_show(recipe: RecipeOpt = None, set_: SetOpt = None, model: ModelOpt =
                 steps: StepsOpt = None, size: SizeOpt = None, seed: SeedOpt = None, batch_size: BatchOpt = None,
                 device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
     """Print the fully resolved recipe (defaults < file < --set < flags) and its hash."""
+    from ..optvis.coarse import coarse_size
     from ..recipe import to_yaml
 
     rec = build_recipe(recipe, set_, model, weights, steps, size, seed, batch_size, device)
     typer.echo(f"# recipe hash {rec.hash()}")
+    if rec.render.coarse_steps == "auto":  # what `auto` comes to at this size and length
+        n = rec.coarse_steps()
+        typer.echo(f"# render.coarse_steps auto: {n} of {rec.render.steps} steps at "
+                   f"{coarse_size(rec.render.size, rec.render.coarse_scale)} px first" if n else
+                   "# render.coarse_steps auto: 0 (full size from the first step at this size)")
     typer.echo(to_yaml(rec).rstrip("\n"))
 
 
