@@ -73,6 +73,26 @@ def test_a_schedule_applies_its_size_steps_and_levers():
     assert r.model == base.model and r.transforms == base.transforms
 
 
+def test_a_schedule_with_transformed_copies_is_priced_for_them(monkeypatch):
+    """n copies per step are n images through the network: the price scales with them, whatever the probed recipe
+    had (the probes are kept per copy), so a deadline never plans round-12's copies at a plain step's price."""
+    from fvcli.budget import cost
+
+    plain = load_recipe(None, ["render.coarse_steps=0", "render.steps=10", "render.size=32"])
+    two = load_recipe(None, ["render.coarse_steps=0", "render.steps=10", "render.size=32",
+                             "transforms=[{jitter: 4}, {copies: 2}]"])
+    three = load_recipe(None, ["render.coarse_steps=0", "render.steps=10", "render.size=32",
+                               "transforms=[{copies: 3}, {jitter: 4}]"])
+    assert (cost.copies_of(plain), cost.copies_of(two), cost.copies_of(three)) == (1, 2, 3)
+    costs = StepCosts(8, {"a": 1.0}, {32: {"a": 0.5}})
+    assert costs.seconds(plain, "a", 8) == pytest.approx(5.0)
+    assert costs.seconds(two, "a", 8) == pytest.approx(10.0) and costs.seconds(three, "a", 4) == pytest.approx(7.5)
+    monkeypatch.setattr(cost, "step_seconds", lambda model, recipe, units, images, size: 0.8)  # as if measured
+    probed = cost.probe_costs(None, two, {"a": ["u"]}, {"a": 1.0}, 8, [32])  # a recipe with 2 copies
+    assert probed.probes == {32: {"a": 0.4}}  # per copy
+    assert probed.seconds(two, "a", 8) == pytest.approx(8.0) and probed.seconds(plain, "a", 8) == pytest.approx(4.0)
+
+
 class Clock:
     def __init__(self) -> None:
         self.t = 0.0

@@ -5,10 +5,13 @@ device. `step_seconds` times a few steps of one full batch (after warm-up steps)
 cheapest and the most expensive layer of a plan, at every size the candidate schedules render at, and `StepCosts`
 fits seconds per step linear in the layer's counted multiply-adds (fvcli/sweep/plan.py `layer_costs`) through those
 two probes. A schedule's price for a batch is then its steps x that fit x (the batch's images / the batch size), the
-coarse phase of a coarse-to-fine schedule at its own size.
+coarse phase of a coarse-to-fine schedule at its own size, x the transformed copies of each image a step runs (the
+`copies` transform step: n copies are n images through the network; the probes are kept per copy, so a schedule
+that adds copies to the probed recipe, or drops them, is priced for what it runs).
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +22,7 @@ from ..models import LoadedModel
 from ..optvis.coarse import coarse_size
 from ..optvis.loop import render_batch
 from ..optvis.objectives import PerImage
+from ..optvis.transforms import Copies
 from ..recipe import Recipe
 from ..runner.batch import unit_seed
 from ..units.unit import Unit
@@ -45,6 +49,11 @@ def step_seconds(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], imag
     for _ in render_batch(model, objective, seeds, settings, on_step=on_step):
         pass
     return (stamps[-1] - stamps[PROBE_WARMUP - 1]) / PROBE_STEPS
+
+
+def copies_of(recipe: Recipe) -> int:
+    """Images through the network per image and step: the product of the recipe's `copies` transform steps."""
+    return math.prod(t.n for t in recipe.transforms if isinstance(t, Copies))
 
 
 def phases(recipe: Recipe) -> list[tuple[int, int]]:
@@ -76,16 +85,17 @@ class StepCosts:
 
     def seconds(self, recipe: Recipe, layer: str, images: float) -> float:
         """Predicted seconds to render `images` images of `layer` with `recipe` (a batch: its length)."""
-        share = images / self.batch_size
+        share = images / self.batch_size * copies_of(recipe)
         return sum(steps * self.per_step(size, layer) * share for size, steps in phases(recipe) if steps)
 
 
 def probe_costs(model: LoadedModel, recipe: Recipe, units_by_layer: Mapping[str, Sequence[Unit]],
                 cost_of: Mapping[str, float], batch_size: int, sizes: Iterable[int]) -> StepCosts:
-    """Time `batch_size` images at the cheapest and the dearest layer, at each of `sizes`."""
+    """Time `batch_size` images at the cheapest and the dearest layer, at each of `sizes` (kept per copy)."""
     layers = sorted(units_by_layer, key=lambda ly: cost_of[ly])
     ends = list(dict.fromkeys([layers[0], layers[-1]]))
     costs = StepCosts(batch_size, dict(cost_of))
+    n = copies_of(recipe)
     for size in sorted(set(sizes)):
-        costs.probes[size] = {ly: step_seconds(model, recipe, units_by_layer[ly], batch_size, size) for ly in ends}
+        costs.probes[size] = {ly: step_seconds(model, recipe, units_by_layer[ly], batch_size, size) / n for ly in ends}
     return costs
