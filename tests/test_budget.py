@@ -77,13 +77,14 @@ def test_a_schedule_with_transformed_copies_is_priced_for_them(monkeypatch):
     """n copies per step are n images through the network: the price scales with them, whatever the probed recipe
     had (the probes are kept per copy), so a deadline never plans round-12's copies at a plain step's price."""
     from fvcli.budget import cost
+    from fvcli.optvis.transforms import copies
 
     plain = load_recipe(None, ["render.coarse_steps=0", "render.steps=10", "render.size=32"])
     two = load_recipe(None, ["render.coarse_steps=0", "render.steps=10", "render.size=32",
                              "transforms=[{jitter: 4}, {copies: 2}]"])
     three = load_recipe(None, ["render.coarse_steps=0", "render.steps=10", "render.size=32",
                                "transforms=[{copies: 3}, {jitter: 4}]"])
-    assert (cost.copies_of(plain), cost.copies_of(two), cost.copies_of(three)) == (1, 2, 3)
+    assert tuple(copies(r.transforms) for r in (plain, two, three)) == (1, 2, 3)  # what the loop runs
     costs = StepCosts(8, {"a": 1.0}, {32: {"a": 0.5}})
     assert costs.seconds(plain, "a", 8) == pytest.approx(5.0)
     assert costs.seconds(two, "a", 8) == pytest.approx(10.0) and costs.seconds(three, "a", 4) == pytest.approx(7.5)

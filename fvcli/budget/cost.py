@@ -11,7 +11,6 @@ that adds copies to the probed recipe, or drops them, is priced for what it runs
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,7 @@ from ..models import LoadedModel
 from ..optvis.coarse import coarse_size
 from ..optvis.loop import render_batch
 from ..optvis.objectives import PerImage
-from ..optvis.transforms import Copies
+from ..optvis.transforms import copies
 from ..recipe import Recipe
 from ..runner.batch import unit_seed
 from ..units.unit import Unit
@@ -49,11 +48,6 @@ def step_seconds(model: LoadedModel, recipe: Recipe, units: Sequence[Unit], imag
     for _ in render_batch(model, objective, seeds, settings, on_step=on_step):
         pass
     return (stamps[-1] - stamps[PROBE_WARMUP - 1]) / PROBE_STEPS
-
-
-def copies_of(recipe: Recipe) -> int:
-    """Images through the network per image and step: the product of the recipe's `copies` transform steps."""
-    return math.prod(t.n for t in recipe.transforms if isinstance(t, Copies))
 
 
 def phases(recipe: Recipe) -> list[tuple[int, int]]:
@@ -85,7 +79,7 @@ class StepCosts:
 
     def seconds(self, recipe: Recipe, layer: str, images: float) -> float:
         """Predicted seconds to render `images` images of `layer` with `recipe` (a batch: its length)."""
-        share = images / self.batch_size * copies_of(recipe)
+        share = images / self.batch_size * copies(recipe.transforms)  # images through the network per image
         return sum(steps * self.per_step(size, layer) * share for size, steps in phases(recipe) if steps)
 
 
@@ -95,7 +89,7 @@ def probe_costs(model: LoadedModel, recipe: Recipe, units_by_layer: Mapping[str,
     layers = sorted(units_by_layer, key=lambda ly: cost_of[ly])
     ends = list(dict.fromkeys([layers[0], layers[-1]]))
     costs = StepCosts(batch_size, dict(cost_of))
-    n = copies_of(recipe)
+    n = copies(recipe.transforms)
     for size in sorted(set(sizes)):
         costs.probes[size] = {ly: step_seconds(model, recipe, units_by_layer[ly], batch_size, size) / n for ly in ends}
     return costs

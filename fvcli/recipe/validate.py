@@ -94,9 +94,6 @@ def _build_section(cls: type, raw: Any, path: str) -> Any:
             raise FvError(f"unknown recipe key {path}.{key}{did_you_mean(str(key), names)}; "
                           f"valid keys of {path}: {', '.join(names)}")
         f = next(f for f in dataclasses.fields(cls) if f.name == key)
-        if cls is RenderRecipe and key in ("batch_size", "coarse_steps") and v == "auto":
-            kwargs[key] = v
-            continue
         kwargs[key] = _check_value(v, hints[key], f"{path}.{key}", dict(f.metadata))
     return cls(**kwargs)
 
